@@ -1,0 +1,54 @@
+"""Shared fixtures: where ../shared is, and small synthetic frames for tests that need no data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RETROCOLOR_SHARED", ROOT.parent / "shared"))
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+
+def shared_path(*parts: str) -> Path:
+    """Path inside ../shared, skipping the calling test if it is absent."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"needs ../shared data ({p} not found)")
+    return p
+
+
+@pytest.fixture
+def shared() -> Path:
+    """The ../shared folder; tests using it are skipped where it is absent."""
+    return shared_path()
+
+
+def make_game_frames(n: int, seed: int = 0, w: int = 160, h: int = 144) -> np.ndarray:
+    """Synthetic Game-Boy-like frames: 8x8 tiles from a small palette, sprites that move.
+
+    Colours depend on lightness in a learnable way, so a tiny model can fit them.
+    """
+    rng = np.random.default_rng(seed)
+    palette = np.array([[20, 30, 60], [40, 140, 60], [200, 160, 80], [240, 240, 220]], np.uint8)
+    tiles = rng.integers(0, 4, size=(8, 8, 8))
+    frames = np.empty((n, h, w, 3), np.uint8)
+    tilemap = rng.integers(0, 8, size=(h // 8 + 2, w // 8 + 2))
+    for i in range(n):
+        sx = i % 8
+        idx = np.zeros((h, w), np.int64)
+        for ty in range(h // 8):
+            for tx in range(w // 8 + 1):
+                t = tiles[tilemap[ty, (tx + i // 8) % tilemap.shape[1]]]
+                x0 = tx * 8 - sx
+                xs = slice(max(x0, 0), min(x0 + 8, w))
+                idx[ty * 8:(ty + 1) * 8, xs] = t[:, max(0, -x0):max(0, -x0) + (xs.stop - xs.start)]
+        sy, sxp = 40 + (i * 3) % 60, 20 + (i * 5) % 120
+        idx[sy:sy + 16, sxp:sxp + 16] = 3
+        frames[i] = palette[idx]
+    return frames
