@@ -112,11 +112,20 @@ def find_game_folders(paths: Sequence[str | os.PathLike[str]]) -> list[GameFolde
     return out
 
 
-def _cache_key(files: list[Path], with_dmg: bool) -> str:
-    h = hashlib.sha1(b"v1" + bytes([with_dmg]))
-    for f in files:
+def _cache_key(files: list[Path], twins: list[Path | None], with_dmg: bool, size: tuple[int, int] | None) -> str:
+    """Key of a decoded set: every input file's identity, and the options that change the result.
+
+    Twins and ``size`` are part of it: a twin added later, or a different size check, must not be
+    answered from a cache built without them.
+    """
+    h = hashlib.sha1(b"v2" + bytes([with_dmg]) + repr(size).encode())
+    for f, t in zip(files, twins, strict=True):
         st = f.stat()
-        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+        if with_dmg and t is not None and t.is_file():
+            tst = t.stat()
+            h.update(f"|dmg|{tst.st_size}|{tst.st_mtime_ns}".encode())
+        h.update(b"\n")
     return h.hexdigest()[:16]
 
 
@@ -149,14 +158,18 @@ def load_frames(
 
     cache_file = None
     if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"frames-{_cache_key([f for _, f in items], with_dmg)}.npz"
+        twin_paths = [None if folders[gi].dmg is None else folders[gi].dmg / f.name for gi, f in items]
+        key = _cache_key([f for _, f in items], twin_paths, with_dmg, size)
+        cache_file = Path(cache_dir) / f"frames-{key}.npz"
         if cache_file.is_file():
             try:
-                z = np.load(cache_file, allow_pickle=False)
-                return FrameSet(
-                    rgb=z["rgb"], game=z["game"], names=[str(n) for n in z["names"]], games=[str(g) for g in z["games"]],
-                    dmg=z["dmg"] if with_dmg else None, has_dmg=z["has_dmg"] if with_dmg else None,
-                )
+                with np.load(cache_file, allow_pickle=False) as z:
+                    return FrameSet(
+                        rgb=z["rgb"], game=z["game"], names=[str(n) for n in z["names"]],
+                        games=[str(g) for g in z["games"]],
+                        dmg=z["dmg"] if with_dmg else None, has_dmg=z["has_dmg"] if with_dmg else None,
+                        skipped=[(str(p), str(r)) for p, r in z["skipped"].reshape(-1, 2)],
+                    )
             except (OSError, KeyError, ValueError):
                 pass  # a broken cache is rebuilt below
 
@@ -177,7 +190,8 @@ def load_frames(
         if want is None:
             want = hw
         if hw != want:
-            raise UserError(f"{f}: frame is {hw[0]}x{hw[1]} but the others are {want[0]}x{want[1]}; frames of mixed sizes cannot be batched")
+            raise UserError(f"{f}: frame is {hw[0]}x{hw[1]} but the others are {want[0]}x{want[1]}; "
+                            "frames of mixed sizes cannot be batched")
         twin = None
         dmg_dir = folders[gi].dmg
         if with_dmg and dmg_dir is not None and (dmg_dir / f.name).is_file():
@@ -212,5 +226,6 @@ def load_frames(
                 fh, rgb=fs.rgb, game=fs.game, names=np.asarray(fs.names), games=np.asarray(fs.games),
                 dmg=fs.dmg if fs.dmg is not None else np.zeros((0,), np.uint8),
                 has_dmg=fs.has_dmg if fs.has_dmg is not None else np.zeros((0,), bool),
+                skipped=np.asarray(fs.skipped, dtype=str).reshape(-1, 2),
             )
     return fs
