@@ -48,4 +48,310 @@ def v0() -> nn.Module:
     return V0()
 
 
-_ = F  # kept for the archs added below
+
+def _relu() -> nn.ReLU:
+    return nn.ReLU(inplace=True)
+
+
+def _up(mode: str = "nearest") -> nn.Upsample:
+    # scale_factor (not size) keeps the exported Resize shape-agnostic (dynamic H/W).
+    if mode == "nearest":
+        return nn.Upsample(scale_factor=2, mode="nearest")
+    return nn.Upsample(scale_factor=2, mode=mode, align_corners=False)
+
+
+# ------------------------------------------------------------------------------------------- v1
+class V1(nn.Module):
+    """Reference "beta" net with halved channels (973,810 parameters).
+
+    Layers exactly as the article's list: 3x3 convs 1-32, 32-32/2, 32-64, 64-64/2, 64-128,
+    128-128/2, 128-256, 256-128, 128-64, up, 64-32, up, 32-16, 16-2 tanh, up (ReLU between convs).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            _conv(1, 32), _relu(), _conv(32, 32, 2), _relu(),
+            _conv(32, 64), _relu(), _conv(64, 64, 2), _relu(),
+            _conv(64, 128), _relu(), _conv(128, 128, 2), _relu(),
+            _conv(128, 256), _relu(), _conv(256, 128), _relu(),
+            _conv(128, 64), _relu(), _up(),
+            _conv(64, 32), _relu(), _up(),
+            _conv(32, 16), _relu(), _conv(16, 2), nn.Tanh(), _up(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"ab": self(x)}
+
+
+@register("v1", "reference 'beta' net, halved channels, ~974k params")
+def v1() -> nn.Module:
+    """Reference "beta" net with halved channels."""
+    return V1()
+
+
+# ------------------------------------------------------------------------------------------- v2
+class BasicBlock(nn.Module):
+    """torchvision's ResNet BasicBlock, same attribute names so its state dicts load as they are."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        idt = x if self.downsample is None else self.downsample(x)
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return self.relu(y + idt)
+
+
+class V2(nn.Module):
+    """Reference ResNet-18 net: torchvision's conv1..layer2 (128 ch at 1/8) and a BN decoder.
+
+    Encoder names match torchvision (``conv1``, ``bn1``, ``layer1``, ``layer2``) so ImageNet
+    weights load with :func:`load_torchvision_resnet18`.  Decoder as the reference: 128-128 BN
+    ReLU, up, 128-64 BN ReLU, 64-64 BN ReLU, up, 64-32 BN tanh, 32-2, up.  The reference leaves
+    the last conv unbounded; the model contract needs ab/128 in [-1, 1], so a final tanh is
+    added (the one deviation from the layer list).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = nn.Sequential(BasicBlock(64, 64), BasicBlock(64, 64))
+        self.layer2 = nn.Sequential(BasicBlock(64, 128, 2), BasicBlock(128, 128))
+        self.dec = nn.Sequential(
+            _conv(128, 128), nn.BatchNorm2d(128), _relu(), _up(),
+            _conv(128, 64), nn.BatchNorm2d(64), _relu(),
+            _conv(64, 64), nn.BatchNorm2d(64), _relu(), _up(),
+            _conv(64, 32), nn.BatchNorm2d(32), nn.Tanh(),
+            _conv(32, 2), _up(), nn.Tanh(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.dec(self.layer2(self.layer1(y)))
+
+    def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"ab": self(x)}
+
+
+_RESNET_PREFIXES = ("conv1.", "bn1.", "layer1.", "layer2.")
+
+
+def load_torchvision_resnet18(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> list[str]:
+    """Load a torchvision-format resnet18 state dict into a :class:`V2` encoder; returns the keys loaded.
+
+    Only ``conv1``, ``bn1``, ``layer1`` and ``layer2`` are used (``layer3``, ``layer4``, ``fc``
+    are ignored: v2 stops at 1/8 resolution).  An RGB ``conv1`` kernel (64, 3, 7, 7) is summed
+    over its input channels: a grey image fed as R=G=B gives the same response, so the
+    pretrained features carry over to the one-channel L input.  A ``module.`` prefix (from
+    DataParallel checkpoints) is stripped.
+    """
+    from utils.errors import UserError
+
+    sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    picked = {k: v for k, v in sd.items() if k.startswith(_RESNET_PREFIXES)}
+    w = picked.get("conv1.weight")
+    if w is not None and w.ndim == 4 and w.shape[1] == 3:
+        picked["conv1.weight"] = w.sum(dim=1, keepdim=True)
+    own = model.state_dict()
+    want = [k for k in own if k.startswith(_RESNET_PREFIXES)]
+    missing = [k for k in want if k not in picked]
+    if missing:
+        raise UserError(f"not a torchvision resnet18 state dict: missing {len(missing)} keys, e.g. {missing[0]}")
+    bad = [k for k in want if tuple(picked[k].shape) != tuple(own[k].shape)]
+    if bad:
+        k = bad[0]
+        raise UserError(f"resnet18 weights do not fit: {k} is {tuple(picked[k].shape)}, need {tuple(own[k].shape)}")
+    model.load_state_dict({k: picked[k] for k in want}, strict=False)
+    return want
+
+
+@register("v2", "reference ResNet-18 encoder (to 1/8) + BN decoder, ImageNet-loadable")
+def v2() -> nn.Module:
+    """Reference ResNet-18 net."""
+    return V2()
+
+
+# --------------------------------------------------------------------------------------- fusion
+def _conv_relu(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, dilation, dilation=dilation), _relu())
+
+
+class GlobalBranch(nn.Module):
+    """Strided convs, global average pool and an MLP: the whole frame as one vector.
+
+    Pooling makes it size-independent (any H, W), and a pixel-art game's screen-wide palette
+    and scene type live in exactly this kind of summary.
+    """
+
+    def __init__(self, cin: int, cmid: int, cout: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(_conv_relu(cin, cmid, 2), _conv_relu(cmid, cmid))
+        self.fc = nn.Sequential(nn.Linear(cmid, cout), _relu(), nn.Linear(cout, cout), _relu())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.convs(x).mean(dim=(2, 3)))
+
+
+class Fusion(nn.Module):
+    """Global + local fusion (Iizuka et al. "Let there be Color!", Deep Koalarization).
+
+    Local encoder to 1/8-resolution mid-level features; a global branch pools the frame into a
+    vector that is tiled and concatenated with them, then fused by a 1x1 conv.  The concat+1x1
+    is computed as ``conv1x1(local) + linear(global)`` broadcast over the map, which is the same
+    function (the 1x1 conv's weight splits into a local and a global part) without tiling, so it
+    exports with no shape arithmetic.  An auxiliary head predicts the game from the global
+    vector (``num_games`` > 1), as Iizuka's scene-class head.
+    """
+
+    def __init__(self, width: int = 64, num_games: int = 1) -> None:
+        super().__init__()
+        c = int(width)
+        self.local = nn.Sequential(
+            _conv_relu(1, c // 2, 2), _conv_relu(c // 2, c),
+            _conv_relu(c, c, 2), _conv_relu(c, 2 * c),
+            _conv_relu(2 * c, 2 * c, 2), _conv_relu(2 * c, 2 * c),
+        )
+        self.glob = GlobalBranch(2 * c, 2 * c, 4 * c)
+        self.fuse_local = nn.Conv2d(2 * c, 2 * c, 1)
+        self.fuse_global = nn.Linear(4 * c, 2 * c, bias=False)
+        self.dec = nn.Sequential(
+            _conv_relu(2 * c, c), _up(),
+            _conv_relu(c, c // 2), _up(),
+            _conv_relu(c // 2, c // 4), _up(),
+            nn.Conv2d(c // 4, 2, 3, 1, 1), nn.Tanh(),
+        )
+        self.game_head = nn.Linear(4 * c, num_games) if num_games > 1 else None
+
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.local(x)
+        g = self.glob(f)
+        fused = F.relu(self.fuse_local(f) + self.fuse_global(g)[:, :, None, None])
+        return self.dec(fused), g
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._features(x)[0]
+
+    def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        ab, g = self._features(x)
+        out = {"ab": ab}
+        if self.game_head is not None:
+            out["game_logits"] = self.game_head(g)
+        return out
+
+
+@register("fusion", "global+local fusion (Iizuka / Deep Koalarization), game-class aux head")
+def fusion(width: int = 64, num_games: int = 1) -> nn.Module:
+    """Global + local fusion net."""
+    return Fusion(width=width, num_games=num_games)
+
+
+# ----------------------------------------------------------------------------------------- unet
+def _ch(base: int, width: float) -> int:
+    """Channels scaled by ``width``, rounded to a multiple of 8 (what CPU conv kernels block by)."""
+    return max(8, int(round(base * width / 8.0)) * 8)
+
+
+class UNet(nn.Module):
+    """Our real-time design for pixel art: thin full-res path, compute at 1/4-1/8, bins + global context.
+
+    * Encoder 1 -> 1/2 -> 1/4 -> 1/8 (channels ``c0..c3`` = 8, 16, 32, 64 times ``width``);
+      one 3x3 conv at full and 1/2 resolution, two at 1/4 and 1/8, then a dilated 3x3
+      bottleneck: the 1/8 features see well over a 16x16 sprite.  A global branch (strided
+      conv, average pool, MLP) is added to the bottleneck as a per-channel bias (equal to
+      tiling + concat + 1x1): screen-wide palette context.
+    * Skips: 1/4 features join the decoder (additive), the full-resolution stem features join
+      the refinement head; 1/2 has none (cost).  Decoder to 1/4, where a 1x1 head predicts
+      ``ab_logits`` over the ``Q`` ab bins (at full resolution they would dominate the budget).
+    * In-graph decoding: annealed mean ``sum_q softmax(logits / T)_q * centre_q`` (Zhang et
+      al., ``temperature`` 0.38; 1.0 gives the plain expectation) as Softmax + MatMul with the
+      ``ab_bins`` buffer, so the ONNX graph needs no bins outside the model.
+    * Edge refinement at full resolution: the coarse ab, bilinearly upsampled, plus L, goes
+      through a thin 3x3 conv, is added to the stem's 3x3 L features (a skip) and a 1x1 conv
+      outputs a correction; hard tile edges come back where L has them.  Output clamped to
+      [-1, 1].  Full-resolution layers are the most expensive per MAC on CPU, hence so thin.
+
+    Default (width 1): 234k parameters, 99 M MACs at 160x144, about 3.2-3.5 ms in ONNX Runtime
+    on one thread of the development machine (budget 4 ms).  ``width`` scales channels (0.75
+    for slower CPUs, 1.5 or 2 for offline use); ``bin_size`` sets Q (0.08 -> 251 bins).
+    """
+
+    def __init__(self, width: float = 1.0, bin_size: float = 0.08, temperature: float = 0.38,
+                 num_games: int = 1, refine: bool = True) -> None:
+        super().__init__()
+        from models.losses import ABBins
+
+        c0, c1, c2, c3 = (_ch(b, width) for b in (8, 16, 32, 64))
+        self.temperature = float(temperature)
+        self.stem = nn.Conv2d(1, c0, 3, 1, 1)
+        # One conv at 1/2: a second 16->16 3x3 there cost 0.35 ms of ORT time for little reach.
+        self.down1 = _conv_relu(c0, c1, 2)
+        self.down2 = nn.Sequential(_conv_relu(c1, c2, 2), _conv_relu(c2, c2))
+        self.down3 = nn.Sequential(_conv_relu(c2, c3, 2), _conv_relu(c3, c3))
+        self.glob = GlobalBranch(c3, c3, 2 * c3)
+        self.fuse_global = nn.Linear(2 * c3, c3)
+        self.bottleneck = _conv_relu(c3, c3, dilation=2)
+        self.lateral = nn.Conv2d(c3, c2, 1)
+        self.up = _up("nearest")
+        self.dec2 = _conv_relu(c2, c2)
+        bins = ABBins(bin_size)
+        self.head = nn.Conv2d(c2, bins.num_bins, 1)
+        # The bin centres travel inside the model (and its ONNX graph): decoding needs nothing else.
+        self.register_buffer("ab_bins", bins.centers.clone())
+        self.up4 = nn.Upsample(scale_factor=4, mode="bilinear", align_corners=False)
+        self.refine = refine
+        if refine:
+            self.ref1 = nn.Conv2d(3, c0, 3, 1, 1)
+            # 1x1 out: a 3x3 conv with 2 output channels at full res ran at half the speed of
+            # the rest of the net (0.6 ms for 3 M MACs) in ONNX Runtime.
+            self.ref2 = nn.Conv2d(c0, 2, 1)
+        self.game_head = nn.Linear(2 * c3, num_games) if num_games > 1 else None
+
+    def _run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        f0 = F.relu(self.stem(x))
+        f2 = self.down2(self.down1(f0))
+        f3 = self.down3(f2)
+        g = self.glob(f3)
+        f3 = F.relu(f3 + self.fuse_global(g)[:, :, None, None])
+        f3 = self.bottleneck(f3)
+        d2 = self.dec2(F.relu(self.up(self.lateral(f3)) + f2))
+        logits = self.head(d2)
+        # Softmax over the last axis: ONNX Runtime's channel-axis Softmax transposes internally
+        # and took 4.4 ms of a 7 ms frame; NHWC softmax + MatMul with the centres takes 0.5 ms.
+        p = torch.softmax(logits.permute(0, 2, 3, 1) / self.temperature, dim=-1)
+        ab = self.up4(torch.matmul(p, self.ab_bins).permute(0, 3, 1, 2))
+        if self.refine:
+            r = F.relu(self.ref1(torch.cat([x, ab], dim=1)) + f0)
+            ab = torch.clamp(ab + self.ref2(r), -1.0, 1.0)
+        out = {"ab": ab, "ab_logits": logits, "ab_bins": self.ab_bins}
+        if self.game_head is not None:
+            out["game_logits"] = self.game_head(g)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x)["ab"]
+
+    def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self._run(x)
+
+
+@register("unet", "ours: thin real-time U-Net, global context, ab-bin classification (<4 ms CPU)")
+def unet(width: float = 1.0, bin_size: float = 0.08, temperature: float = 0.38, num_games: int = 1,
+         refine: bool = True) -> nn.Module:
+    """Our real-time U-Net with ab-bin classification."""
+    return UNet(width=width, bin_size=bin_size, temperature=temperature, num_games=num_games, refine=refine)

@@ -68,7 +68,9 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     st, js = stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
     if p.suffix not in ("", ".safetensors", ".json") or (p.suffix == "" and not st.is_file()):
         if p.suffix in (".pt", ".pth", ".ckpt", ".bin", ".pkl"):
-            raise UserError(f"{path}: pickle checkpoints are not loaded (they can run code); use a retrocolor .safetensors checkpoint")
+            raise UserError(
+                f"{path}: pickle checkpoints are not loaded (they can run code); use a retrocolor .safetensors checkpoint"
+            )
     if not st.is_file():
         raise UserError(f"checkpoint not found: {st}")
     if not js.is_file():

@@ -1,0 +1,298 @@
+"""Model registry contract, ONNX export, MAC counting, losses, v2 weight loading and the GAN critic."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+import models
+from dataset.color import rgb_to_lab
+from models.archs import load_torchvision_resnet18
+from models.flops import count_macs
+from models.gan import PatchCritic, adversarial_losses
+from models.losses import ABBins, class_rebalance_weights, compute_loss
+from utils.errors import UserError
+
+ALL = ["fusion", "unet", "v0", "v1", "v2"]
+
+
+def _make(name: str, **kw: object) -> nn.Module:
+    torch.manual_seed(0)
+    return models.create(name, **kw).eval()
+
+
+def test_registry_lists_all_archs() -> None:
+    assert set(ALL) <= set(models.list_models())
+    assert all(models.describe()[n] for n in ALL)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_output_shape_and_range(name: str) -> None:
+    m = _make(name)
+    with torch.no_grad():
+        for shape in [(2, 1, 144, 160), (1, 1, 64, 64)]:
+            y = m(torch.rand(shape))
+            assert y.shape == (shape[0], 2, shape[2], shape[3])
+            assert torch.isfinite(y).all()
+        # Blow the weights up: the output must stay a valid ab/128 however badly a net is trained.
+        for p in m.parameters():
+            p.mul_(4.0)
+        y = m(torch.rand(2, 1, 64, 64))
+    assert y.abs().max() <= 1.0
+    assert y.abs().max() > 0.5  # the blown-up net really is saturated: the bound was exercised
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_train_matches_forward(name: str) -> None:
+    m = _make(name)
+    x = torch.rand(2, 1, 64, 96)
+    with torch.no_grad():
+        out = m.forward_train(x)
+        assert torch.allclose(out["ab"], m(x), atol=1e-6)
+    if name == "unet":
+        q = out["ab_bins"].shape[0]
+        assert out["ab_logits"].shape == (2, q, 16, 24)  # logits at 1/4 resolution
+        assert out["ab_bins"].shape == (q, 2)
+
+
+@pytest.mark.parametrize("name", ["fusion", "unet"])
+def test_game_head(name: str) -> None:
+    assert "game_logits" not in _make(name).forward_train(torch.rand(1, 1, 64, 64))
+    out = _make(name, num_games=5).forward_train(torch.rand(3, 1, 64, 64))
+    assert out["game_logits"].shape == (3, 5)
+
+
+def test_param_counts() -> None:
+    assert abs(models.count_params(_make("v0")) - 32_000) / 32_000 < 0.03
+    assert abs(models.count_params(_make("v1")) - 974_000) / 974_000 < 0.03
+    # v2: torchvision resnet18 conv1..layer2 (1-channel conv1) is 683,072 parameters.
+    assert models.count_params(_make("v2")) > 683_072
+    assert models.count_params(_make("unet", width=2.0)) > 2 * models.count_params(_make("unet"))
+
+
+@pytest.mark.parametrize("name,kw", [("v1", {}), ("fusion", {"width": 32, "num_games": 4}),
+                                     ("unet", {"width": 0.75, "bin_size": 0.12, "temperature": 1.0})])
+def test_recreatable_from_arch_kwargs(name: str, kw: dict) -> None:
+    m = _make(name, **kw)
+    assert m.arch == name
+    stored = json.loads(json.dumps({"arch": m.arch, "kwargs": m.arch_kwargs}))  # as checkpoints store it
+    m2 = models.create(stored["arch"], **stored["kwargs"]).eval()
+    m2.load_state_dict(m.state_dict(), strict=True)
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(m(x), m2(x))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_onnx_export_dynamic_shapes(name: str, tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    m = _make(name)
+    path = tmp_path / f"{name}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m, (torch.rand(1, 1, 144, 160),), str(path), opset_version=17, dynamo=False,
+                          input_names=["L"], output_names=["ab"],
+                          dynamic_axes={"L": {0: "b", 2: "h", 3: "w"}, "ab": {0: "b", 2: "h", 3: "w"}})
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in [(1, 1, 144, 160), (2, 1, 64, 96)]:
+        x = torch.rand(shape)
+        with torch.no_grad():
+            ref = m(x).numpy()
+        got = sess.run(None, {"L": x.numpy()})[0]
+        assert got.shape == ref.shape
+        assert np.abs(got - ref).max() < 1e-4
+
+
+def test_count_macs_by_hand() -> None:
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, stride=2, padding=1), nn.ReLU(), conv,
+                        nn.ConvTranspose2d(8, 4, 2, stride=2), nn.Flatten(), nn.Linear(4 * 16 * 20, 10))
+    macs = count_macs(net, h=16, w=20)
+    first = 3 * 8 * 10 * 1 * 9  # stride 2 -> 8x10 output, 3 channels, 1x3x3 kernel each
+    second = 8 * 8 * 10 * 3 * 9
+    deconv = 8 * 8 * 10 * 4 * 2 * 2  # every input pixel scatters a 4x2x2 kernel
+    linear = 4 * 16 * 20 * 10
+    assert macs == first + second + deconv + linear
+    assert conv.training is True and net.training is True  # mode restored
+    # v0 by hand: stride-2 convs at 1/2, 1/4, 1/8; decoder convs at 1/4, 1/2, full.
+    px = 144 * 160
+    v0 = (px // 4) * (9 * 1 * 8 + 9 * 8 * 8 + 9 * 8 * 16) + (px // 16) * (9 * 16 * 16 + 9 * 16 * 32) \
+        + (px // 64) * 9 * 32 * 32 + (px // 16) * 9 * 32 * 32 + (px // 4) * 9 * 32 * 16 + px * 9 * 16 * 2
+    assert count_macs(_make("v0")) == v0
+
+
+# ------------------------------------------------------------------------------------ losses
+def _srgb_ab(n: int, seed: int = 0) -> torch.Tensor:
+    rgb = np.random.default_rng(seed).integers(0, 256, (n, 3)).astype(np.uint8)
+    return torch.from_numpy(rgb_to_lab(rgb)[:, 1:] / 128.0)
+
+
+def test_abbins_round_trip_within_half_a_bin() -> None:
+    bins = ABBins(0.08)
+    assert 150 < bins.num_bins < 625  # gamut restriction removed bins, kept plenty
+    ab = _srgb_ab(50_000).T.reshape(1, 2, -1, 1)
+    err = (bins.decode(bins.encode(ab)) - ab).abs().max()
+    assert err <= 0.04 + 1e-6
+    rebuilt = ABBins.from_centers(bins.centers)
+    assert torch.equal(rebuilt.lut, bins.lut) and rebuilt.num_bins == bins.num_bins
+
+
+def test_soft_and_lowres_targets() -> None:
+    bins = ABBins()
+    ab = _srgb_ab(64, seed=1).T.reshape(1, 2, 8, 8)
+    idx, wts = bins.soft_encode(ab)
+    assert torch.allclose(wts.sum(1), torch.ones(1, 8, 8), atol=1e-5)
+    assert torch.equal(idx.gather(1, wts.argmax(1, keepdim=True))[:, 0], bins.encode(ab))
+    # A 4x4 cell half red, half blue: the target is bimodal, not the purple average.
+    red, blue = torch.tensor([0.6, 0.5]), torch.tensor([0.3, -0.8])
+    two = torch.zeros(1, 2, 4, 4)
+    two[0, :, :, :2] = red.view(2, 1, 1)
+    two[0, :, :, 2:] = blue.view(2, 1, 1)
+    z = bins.target_distribution(two, (1, 1), soft=False)[0, :, 0, 0]
+    r = bins.encode(red.view(1, 2, 1, 1)).item()
+    b = bins.encode(blue.view(1, 2, 1, 1)).item()
+    assert z.sum().item() == pytest.approx(1.0) and z[r].item() == pytest.approx(0.5)
+    assert z[b].item() == pytest.approx(0.5)
+
+
+def test_rebalance_weights_favour_rare_colours() -> None:
+    bins = ABBins()
+    grey = torch.zeros(9000, 2)
+    red = torch.tensor([[0.6, 0.5]]).repeat(1000, 1)
+    data = torch.cat([grey, red])
+    w = class_rebalance_weights(data, bins)
+    assert w.shape == (bins.num_bins,)
+    g = bins.encode(torch.zeros(1, 2, 1, 1)).item()
+    r = bins.encode(torch.tensor([0.6, 0.5]).view(1, 2, 1, 1)).item()
+    assert w[r] > w[g]
+    assert w.max() > w[r]  # never-seen colours weigh most (pure uniform prior)
+    # Same as a (B, 2, H, W) batch, and accepts a model's centres buffer.
+    w2 = class_rebalance_weights(data.T.reshape(1, 2, 100, 100), bins.centers)
+    assert torch.allclose(w, w2)
+
+
+def test_weighted_ce_decreases_towards_target_bin() -> None:
+    bins = ABBins()
+    target = torch.tensor([0.6, 0.5]).view(1, 2, 1, 1).expand(1, 2, 8, 8).contiguous()
+    q = bins.encode(target[:, :, :1, :1]).item()
+    w = class_rebalance_weights(torch.zeros(100, 2), bins)
+
+    def ce(logits: torch.Tensor, soft: bool) -> float:
+        out = {"ab": torch.zeros(1, 2, 8, 8), "ab_logits": logits, "ab_bins": bins.centers}
+        loss, parts = compute_loss(out, target, kind="ce", class_weights=w, soft=soft)
+        assert parts["total"] == pytest.approx(float(loss))
+        return float(loss)
+
+    losses = []
+    for s in (0.0, 2.0, 5.0, 10.0):
+        logits = torch.zeros(1, bins.num_bins, 2, 2)  # 1/4 resolution of the target
+        logits[:, q] = s
+        losses.append(ce(logits, soft=False))
+    assert all(a > b for a, b in zip(losses, losses[1:], strict=False))
+    # The rebalancing weight scales the loss: the rare target colour costs more than plain CE.
+    assert losses[0] == pytest.approx(float(w[q]) * np.log(bins.num_bins), rel=1e-4)
+    # Soft (Zhang) targets: the best logits are the log target distribution itself.
+    z = bins.target_distribution(target, (2, 2))
+    best = ce(torch.log(z + 1e-12), soft=True)
+    assert best < ce(torch.zeros_like(z), soft=True) and best < ce(20.0 * (z == z.max()).float(), soft=True)
+
+
+@pytest.mark.parametrize("kind", ["mse", "l1", "huber", "ce", "ce+l1"])
+def test_compute_loss_kinds_train_unet(kind: str) -> None:
+    m = _make("unet", num_games=3).train()
+    x, t = torch.rand(2, 1, 32, 32), torch.rand(2, 2, 32, 32) * 0.6 - 0.3
+    out = m.forward_train(x)
+    loss, parts = compute_loss(out, t, game=torch.tensor([0, 2]), kind=kind)
+    loss.backward()
+    assert torch.isfinite(loss) and "game" in parts
+    # Every kind reaches the logits: the regression kinds through the in-graph annealed mean.
+    assert m.head.weight.grad is not None and m.head.weight.grad.abs().sum() > 0
+    assert m.game_head.weight.grad.abs().sum() > 0
+
+
+def test_compute_loss_errors() -> None:
+    out = _make("v0").forward_train(torch.rand(1, 1, 16, 16))
+    with pytest.raises(ValueError, match="ab_logits"):
+        compute_loss(out, torch.zeros(1, 2, 16, 16), kind="ce")
+    with pytest.raises(ValueError, match="unknown loss"):
+        compute_loss(out, torch.zeros(1, 2, 16, 16), kind="wasserstein")
+
+
+# --------------------------------------------------------------------------- v2 weights
+def _torchvision_resnet18_state_dict() -> dict[str, torch.Tensor]:
+    """Keys and shapes exactly as torchvision.models.resnet18().state_dict() (no torchvision here)."""
+    g = torch.Generator().manual_seed(0)
+    sd: dict[str, torch.Tensor] = {}
+
+    def bn(prefix: str, c: int) -> None:
+        sd[f"{prefix}.weight"] = torch.rand(c, generator=g) + 0.5
+        sd[f"{prefix}.bias"] = torch.randn(c, generator=g)
+        sd[f"{prefix}.running_mean"] = torch.randn(c, generator=g)
+        sd[f"{prefix}.running_var"] = torch.rand(c, generator=g) + 0.5
+        sd[f"{prefix}.num_batches_tracked"] = torch.tensor(1000)
+
+    sd["conv1.weight"] = torch.randn(64, 3, 7, 7, generator=g)
+    bn("bn1", 64)
+    cin = 64
+    for li, c in enumerate((64, 128, 256, 512), start=1):
+        for bi in range(2):
+            p = f"layer{li}.{bi}"
+            sd[f"{p}.conv1.weight"] = torch.randn(c, cin if bi == 0 else c, 3, 3, generator=g) * 0.05
+            bn(f"{p}.bn1", c)
+            sd[f"{p}.conv2.weight"] = torch.randn(c, c, 3, 3, generator=g) * 0.05
+            bn(f"{p}.bn2", c)
+            if bi == 0 and li > 1:
+                sd[f"{p}.downsample.0.weight"] = torch.randn(c, cin, 1, 1, generator=g) * 0.05
+                bn(f"{p}.downsample.1", c)
+        cin = c
+    sd["fc.weight"] = torch.randn(1000, 512, generator=g)
+    sd["fc.bias"] = torch.randn(1000, generator=g)
+    return sd
+
+
+def test_load_torchvision_resnet18_into_v2() -> None:
+    m = _make("v2")
+    sd = _torchvision_resnet18_state_dict()
+    dec_before = m.dec[0].weight.clone()
+    loaded = load_torchvision_resnet18(m, sd)
+    assert "layer2.0.downsample.0.weight" in loaded and not any(k.startswith(("layer3", "fc")) for k in loaded)
+    assert torch.allclose(m.conv1.weight, sd["conv1.weight"].sum(1, keepdim=True))
+    assert torch.equal(m.layer2[1].conv2.weight, sd["layer2.1.conv2.weight"])
+    assert torch.equal(m.bn1.running_var, sd["bn1.running_var"])
+    assert torch.equal(m.dec[0].weight, dec_before)  # the decoder is untouched
+    # Grey input as R=G=B through the RGB kernel == L through the summed kernel.
+    x = torch.rand(1, 1, 32, 32)
+    rgb = nn.functional.conv2d(x.expand(1, 3, 32, 32), sd["conv1.weight"], stride=2, padding=3)
+    assert torch.allclose(m.conv1(x), rgb, atol=1e-4)
+    del sd["layer1.0.conv1.weight"]
+    with pytest.raises(UserError, match="missing"):
+        load_torchvision_resnet18(_make("v2"), sd)
+
+
+# ----------------------------------------------------------------------------------- GAN
+def test_patch_critic_and_hinge_losses() -> None:
+    torch.manual_seed(0)
+    critic = PatchCritic(width=16)
+    assert critic(torch.rand(2, 3, 48, 80)).shape == (2, 1, 6, 10)  # one logit per 8x8 tile
+    convs = [m for m in critic.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(parametrize.is_parametrized(c, "weight") for c in convs)
+    gen = _make("v0").train()
+    L = torch.rand(2, 1, 32, 32)
+    d_loss, g_loss = adversarial_losses(critic, L, gen(L), torch.rand(2, 2, 32, 32) * 2 - 1)
+    # At init the critic says ~0 everywhere: the hinge loss is ~2.
+    assert 1.5 < float(d_loss.detach()) < 2.5
+    opt_d = torch.optim.SGD(critic.parameters(), lr=0.1)
+    opt_d.zero_grad()
+    d_loss.backward()
+    assert next(gen.parameters()).grad is None  # the fake was detached for the critic
+    opt_d.step()  # changes critic weights in place; g_loss must still back-propagate
+    critic.zero_grad(set_to_none=True)
+    g_loss.backward()
+    assert all(p.grad is None for p in critic.parameters())
+    assert next(gen.parameters()).grad.abs().sum() > 0
