@@ -69,7 +69,8 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     if p.suffix not in ("", ".safetensors", ".json") or (p.suffix == "" and not st.is_file()):
         if p.suffix in (".pt", ".pth", ".ckpt", ".bin", ".pkl"):
             raise UserError(
-                f"{path}: pickle checkpoints are not loaded (they can run code); use a retrocolor .safetensors checkpoint"
+                f"{path}: pickle checkpoints are not loaded (they can run code); "
+                "use a retrocolor .safetensors checkpoint"
             )
     if not st.is_file():
         raise UserError(f"checkpoint not found: {st}")
