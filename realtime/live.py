@@ -1,0 +1,498 @@
+"""``retrocolor live``: colorize a running emulator's window in real time.
+
+Three stages run concurrently so that a slow one never stalls the others::
+
+    capture thread --(latest)--> inference thread --(latest)--> display (main thread, pygame)
+
+Each hand-off is a one-slot "latest" box: putting a new item replaces an unconsumed old one
+(counted as dropped), so nothing ever queues up and what is shown is always the colourisation of
+the newest frame that inference could take.  Capture is paced at the Game Boy's 59.73 fps, display
+shows each new result once, at most at that rate.
+
+A separate tracker thread polls the emulator window's geometry a few times a second: a moved
+window is followed (our window moves with it), a resized one triggers a new screen detection,
+a minimised one pauses capture, and a closed one ends the run cleanly (exit code 0, one line).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from capture.window import (
+    Rect,
+    WindowGone,
+    WindowInfo,
+    check_region,
+    find_emulator,
+    find_window,
+    grab,
+    open_mss,
+    require_display,
+    screen_rect,
+    window_state,
+)
+from realtime.display import GB_FPS, KEY_HELP, Display, Pacer, side_by_side, stage_stats
+from realtime.play import engine_timings, make_colorizer, model_names
+from utils.errors import UserError
+from utils.fsio import atomic_write_json
+
+LIVE_HELP = KEY_HELP + ". The emulator window is followed when it moves, re-detected when resized, waited for " \
+    "when minimised; closing it ends the run (exit code 0)."
+
+NATIVE = (160, 144)
+
+
+@dataclass
+class LiveOptions:
+    """Options of :func:`run_live` (the CLI flags of ``retrocolor live``)."""
+
+    window: str | None = None
+    region: tuple[int, int, int, int] | None = None
+    model: str | None = None
+    scale: int = 3
+    borderless: bool = False
+    on_top: bool = False
+    position: str = "beside"
+    seconds: float | None = None
+    stats_json: Path | None = None
+    smoothing: float = 0.0
+    threads: int = 1
+    screenshot_dir: Path = field(default_factory=Path.cwd)
+    fps: float = GB_FPS
+
+
+class Latest:
+    """A one-slot mailbox that keeps only the newest item (a size-1 queue dropping stale frames)."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._item: Any = None
+        self.dropped = 0
+
+    def put(self, item: Any) -> None:
+        with self._cv:
+            if self._item is not None:
+                self.dropped += 1
+            self._item = item
+            self._cv.notify()
+
+    def take(self, timeout: float | None = None) -> Any:
+        """The newest item (removing it), waiting up to ``timeout`` s; None if nothing came."""
+        with self._cv:
+            if self._item is None and timeout:
+                self._cv.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+
+@dataclass
+class Captured:
+    seq: int
+    t_capture: float  # perf_counter at the start of the grab
+    frame: np.ndarray  # BGRA
+    geometry: int  # bumps when the source size changes: re-detect the screen
+
+
+@dataclass
+class Colored:
+    seq: int
+    t_capture: float
+    grey: np.ndarray  # native RGB (grey) input
+    colour: np.ndarray  # native RGB output
+
+
+# --------------------------------------------------------------------------- finding the game screen
+class ScreenFinder:
+    """Source pixels -> native 160x144 RGB, locating the Game Boy screen inside the capture.
+
+    Uses ``capture.screen`` (detect_screen / NativeSampler) when that module is installed; else
+    the whole region is taken as the screen: sampled at pixel centres when it is an exact integer
+    upscale (lossless), area-resampled otherwise.
+    """
+
+    def __init__(self) -> None:
+        self._sampler: Callable[[np.ndarray], np.ndarray] | None = None
+        self.detected: str = "not yet"
+
+    def reset(self) -> None:
+        self._sampler = None
+
+    def __call__(self, bgra: np.ndarray) -> np.ndarray:
+        rgb = np.ascontiguousarray(bgra[:, :, 2::-1])
+        if self._sampler is None:
+            self._sampler = self._detect(rgb)
+        return self._sampler(rgb)
+
+    def _detect(self, rgb: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        try:
+            from capture import screen as cs  # optional: another stage's module
+        except ImportError:
+            cs = None
+        if cs is not None and hasattr(cs, "detect_screen") and hasattr(cs, "NativeSampler"):
+            with contextlib.suppress(Exception):
+                det = cs.detect_screen(rgb)
+                sampler = cs.NativeSampler(det)
+                fn = getattr(sampler, "sample", None) or sampler
+                out = fn(rgb)
+                if isinstance(out, np.ndarray) and out.shape[:2] == (NATIVE[1], NATIVE[0]):
+                    self.detected = f"capture.screen: {det}"
+                    return lambda img: _as_rgb(fn(img))
+        return self._whole(rgb.shape[1], rgb.shape[0])
+
+    def _whole(self, w: int, h: int) -> Callable[[np.ndarray], np.ndarray]:
+        import cv2
+
+        if w % NATIVE[0] == 0 and h % NATIVE[1] == 0 and w // NATIVE[0] == h // NATIVE[1]:
+            k = w // NATIVE[0]
+            self.detected = f"whole region as an exact {k}x upscale"
+            o = k // 2
+            return lambda img: np.ascontiguousarray(img[o::k, o::k][:NATIVE[1], :NATIVE[0]])
+        self.detected = f"whole region {w}x{h} resampled to 160x144"
+        return lambda img: cv2.resize(img, NATIVE, interpolation=cv2.INTER_AREA)
+
+
+def _as_rgb(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img)
+    if img.ndim == 2:
+        return np.repeat(img[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+# --------------------------------------------------------------------------- the live session
+class LiveSession:
+    """One run of the live filter: threads, shared state and statistics."""
+
+    def __init__(self, opts: LiveOptions) -> None:
+        self.opts = opts
+        self.stop = threading.Event()
+        self.stop_reason = ""
+        self.lock = threading.Lock()
+        self.source: WindowInfo | None = None
+        self.rect: Rect | None = None  # what capture grabs now (absolute screen pixels)
+        self.geometry = 0
+        self.viewable = True
+        self.moved_to: Rect | None = None  # set by the tracker, consumed by the display
+        self.captured = Latest()
+        self.colored = Latest()
+        self.models = model_names(opts.model)
+        self.model_idx = 0
+        self.want_model: int | None = None
+        self.finder = ScreenFinder()
+        self.errors: list[str] = []
+        self.t_capture: list[float] = []
+        self.t_detect: list[float] = []
+        self.t_colorize: list[float] = []
+        self.t_display: list[float] = []
+        self.latency: list[float] = []
+        self.shown_at: list[float] = []
+        self.win_size: tuple[int, int] | None = None  # the whole window's size, for WindowGrabber
+        self.n_captured = 0
+        self.n_colored = 0
+        self.n_shown = 0
+        self.colorizer: Any = None
+
+    # ---------------------------------------------------------------- source selection
+    def pick_source(self, screen: Rect) -> str:
+        o = self.opts
+        if o.region is not None:
+            x, y, w, h = o.region
+            self.rect = check_region(Rect(x, y, w, h), screen)
+            return f"capturing region {x},{y},{w},{h}"
+        if o.window is not None:
+            self.source = find_window(o.window)
+            msg = f"capturing window {self.source.title!r}"
+        else:
+            name, self.source = find_emulator()
+            msg = f"found {name}: window {self.source.title!r}"
+        r = self.source.rect
+        self.win_size = (r.width, r.height)
+        self.rect = r.intersect(screen)
+        if self.rect is None:
+            raise UserError(f"window {self.source.title!r} is off screen ({r.width}x{r.height} at {r.x},{r.y})")
+        return msg + f" ({r.width}x{r.height} at {r.x},{r.y})"
+
+    # ---------------------------------------------------------------- threads
+    def tracker(self) -> None:
+        """Poll the emulator window (4 Hz): follow moves, re-detect on resize, wait when minimised."""
+        assert self.source is not None
+        screen = self.screen
+        was_viewable = True
+        while not self.stop.wait(0.25):
+            try:
+                st = window_state(self.source.id)
+            except WindowGone:
+                self.finish(f"the captured window {self.source.title!r} closed; stopping")
+                return
+            except Exception as e:  # noqa: BLE001 - a failed poll is retried, never fatal
+                self.errors.append(f"tracker: {e}")
+                continue
+            clipped = st.rect.intersect(screen)
+            viewable = st.viewable and clipped is not None
+            with self.lock:
+                if viewable and clipped != self.rect:
+                    assert clipped is not None
+                    if self.rect is None or (clipped.width, clipped.height) != (self.rect.width, self.rect.height):
+                        self.geometry += 1
+                    self.rect = clipped
+                    self.moved_to = st.rect
+                    self.win_size = (st.rect.width, st.rect.height)
+                self.viewable = viewable
+            if viewable != was_viewable:
+                print("live: the emulator window is minimised or hidden; waiting" if not viewable
+                      else "live: the emulator window is back", file=sys.stderr)
+                was_viewable = viewable
+
+    def capture(self) -> None:
+        """Grab the source at the Game Boy's rate with one mss instance (made in this thread)."""
+        grabber = None
+        try:
+            sct = open_mss()
+            if self.opts.position == "over" and self.source is not None:
+                from capture.window import WindowGrabber
+
+                grabber = WindowGrabber(self.source.id)
+        except UserError as e:
+            self.finish(str(e), error=True)
+            return
+        pacer = Pacer(self.opts.fps)
+        seq = 0
+        try:
+            while not self.stop.is_set():
+                with self.lock:
+                    rect, geometry, viewable, size = self.rect, self.geometry, self.viewable, self.win_size
+                if not viewable or rect is None:
+                    time.sleep(0.05)
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    if grabber is not None and size is not None:
+                        # "over": our window covers the emulator, so read the window's own pixels
+                        got = grabber.grab(*size)
+                        if got is None:
+                            time.sleep(0.05)
+                            continue
+                        frame = got
+                    else:
+                        frame = grab(sct, rect)
+                except Exception as e:  # noqa: BLE001 - e.g. the window moved off screen mid-grab
+                    self.errors.append(f"capture: {e}")
+                    time.sleep(0.05)
+                    continue
+                self.t_capture.append(time.perf_counter() - t0)
+                seq += 1
+                self.n_captured = seq
+                self.captured.put(Captured(seq, t0, frame, geometry))
+                pacer.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                sct.close()  # type: ignore[attr-defined]
+            if grabber is not None:
+                grabber.close()
+
+    def inference(self) -> None:
+        """Newest capture -> native screen -> colour; reloads the model when asked."""
+        geometry = -1
+        try:
+            while not self.stop.is_set():
+                if self.want_model is not None:
+                    idx, self.want_model = self.want_model, None
+                    self.colorizer = make_colorizer(self.models[idx], threads=self.opts.threads,
+                                                    smoothing=self.opts.smoothing)
+                    self.model_idx = idx
+                    print(f"live: model {self.models[idx]}", file=sys.stderr)
+                item: Captured | None = self.captured.take(timeout=0.1)
+                if item is None:
+                    continue
+                t0 = time.perf_counter()
+                if item.geometry != geometry:
+                    self.finder.reset()
+                    geometry = item.geometry
+                native = self.finder(item.frame)
+                t1 = time.perf_counter()
+                colour = self.colorizer.colorize(native)
+                t2 = time.perf_counter()
+                self.t_detect.append(t1 - t0)
+                self.t_colorize.append(t2 - t1)
+                self.n_colored += 1
+                self.colored.put(Colored(item.seq, item.t_capture, native, np.asarray(colour)[:, :, :3]))
+        except UserError as e:
+            self.finish(str(e), error=True)
+        except Exception as e:  # noqa: BLE001 - report on the main thread, do not die silently
+            self.finish(f"inference failed: {type(e).__name__}: {e}", error=True)
+
+    def finish(self, reason: str, error: bool = False) -> None:
+        if not self.stop.is_set():
+            self.stop_reason = reason
+            self.failed = error
+        self.stop.set()
+
+    # ---------------------------------------------------------------- main loop
+    def run(self) -> dict[str, Any]:
+        require_display()
+        o = self.opts
+        if o.scale < 1:
+            raise UserError("--scale must be at least 1")
+        if o.position not in ("over", "beside"):
+            raise UserError("--position must be 'over' or 'beside'")
+        if o.position == "over" and o.region is not None:
+            raise UserError("--position over needs --window: a region is read from the screen, "
+                            "which would then show our own window on top of it")
+        sct = open_mss()
+        try:
+            self.screen = screen_rect(sct)
+        finally:
+            sct.close()  # type: ignore[attr-defined]
+        msg = self.pick_source(self.screen)
+        self.failed = False
+        print(f"live: {msg}", file=sys.stderr)
+        self.colorizer = make_colorizer(self.models[0], threads=o.threads, smoothing=o.smoothing)
+        print(f"live: model {self.models[0]}", file=sys.stderr)
+        print(f"live: {LIVE_HELP}", file=sys.stderr)
+
+        assert self.rect is not None
+        display = Display("retrocolor live", NATIVE, o.scale, borderless=o.borderless, on_top=o.on_top,
+                          position=self._place(self.rect))
+        if o.on_top:
+            print(f"live: {display.on_top_note}", file=sys.stderr)
+        threads = [threading.Thread(target=self.capture, name="capture", daemon=True),
+                   threading.Thread(target=self.inference, name="inference", daemon=True)]
+        if self.source is not None:
+            threads.append(threading.Thread(target=self.tracker, name="tracker", daemon=True))
+        for t in threads:
+            t.start()
+
+        filter_on, side, overlay = True, False, False
+        shown: np.ndarray | None = None
+        last: Colored | None = None
+        start = time.perf_counter()
+        pacer = Pacer(o.fps)
+        shot_n = 0
+        try:
+            while not self.stop.is_set():
+                if o.seconds is not None and time.perf_counter() - start >= o.seconds:
+                    self.finish(f"ran for {o.seconds:g} s")
+                    break
+                ev = display.poll()
+                if "quit" in ev.actions:
+                    self.finish("window closed by the user")
+                    break
+                redraw = False
+                for a in ev.actions:
+                    if a == "filter":
+                        filter_on, redraw = not filter_on, True
+                    elif a == "side":
+                        side, redraw = not side, True
+                    elif a == "overlay":
+                        overlay, redraw = not overlay, True
+                    elif a == "model" and len(self.models) > 1:
+                        self.want_model = (self.model_idx + 1) % len(self.models)
+                    elif a == "screenshot" and shown is not None:
+                        shot_n += 1
+                        path = o.screenshot_dir / f"retrocolor-live-{time.strftime('%Y%m%d-%H%M%S')}-{shot_n}.png"
+                        from utils.images import write_png
+
+                        write_png(path, np.repeat(np.repeat(shown, o.scale, 0), o.scale, 1))
+                        print(f"live: screenshot {path}", file=sys.stderr)
+                with self.lock:
+                    moved, self.moved_to = self.moved_to, None
+                if moved is not None:
+                    pos = self._place(moved)
+                    display.move(*pos)
+                item: Colored | None = self.colored.take()
+                if item is not None:
+                    last, redraw = item, True
+                if redraw and last is not None:
+                    t0 = time.perf_counter()
+                    shown = side_by_side(last.grey, last.colour) if side else (last.colour if filter_on else last.grey)
+                    display.show(shown, self._overlay_lines(filter_on) if overlay else ())
+                    now = time.perf_counter()
+                    self.t_display.append(now - t0)
+                    if item is not None:
+                        self.latency.append(now - last.t_capture)
+                        self.shown_at.append(now)
+                        self.n_shown += 1
+                pacer.wait()
+        finally:
+            self.stop.set()
+            for t in threads:
+                t.join(timeout=2.0)
+            display.close()
+        elapsed = time.perf_counter() - start
+        stats = self._stats(elapsed)
+        if o.stats_json is not None:
+            atomic_write_json(o.stats_json, stats)
+        return stats
+
+    def _place(self, src: Rect) -> tuple[int, int]:
+        """Top-left of our window: over the source, or beside it (right, else left, else below)."""
+        if self.opts.position == "over":
+            return src.x, src.y
+        w, h = NATIVE[0] * self.opts.scale, NATIVE[1] * self.opts.scale
+        scr = self.screen
+        gap = 8
+        if src.x + src.width + gap + w <= scr.x + scr.width:
+            return src.x + src.width + gap, src.y
+        if src.x - gap - w >= scr.x:
+            return src.x - gap - w, src.y
+        return src.x, min(src.y + src.height + gap, max(scr.y, scr.y + scr.height - h))
+
+    def _overlay_lines(self, filter_on: bool) -> list[str]:
+        recent = self.shown_at[-61:]
+        fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+        lines = [f"{fps:5.1f} fps  model {self.models[self.model_idx]}  filter {'on' if filter_on else 'off'}"]
+        if self.latency:
+            lines.append(f"latency {np.median(self.latency[-60:]) * 1000:.1f} ms  "
+                         f"colorize {np.median(self.t_colorize[-60:]) * 1000:.1f} ms")
+        lines.append(f"captured {self.n_captured}  shown {self.n_shown}  dropped {self.colored.dropped}")
+        return lines
+
+    def _stats(self, elapsed: float) -> dict[str, Any]:
+        src: dict[str, Any]
+        if self.source is not None:
+            src = {"kind": "window", "title": self.source.title, "id": hex(self.source.id)}
+        else:
+            src = {"kind": "region"}
+        if self.rect is not None:
+            src["rect"] = [self.rect.x, self.rect.y, self.rect.width, self.rect.height]
+        return {
+            "source": src,
+            "screen_detection": self.finder.detected,
+            "model": self.models[self.model_idx],
+            "seconds": round(elapsed, 3),
+            "target_fps": round(self.opts.fps, 4),
+            "fps": round(self.n_shown / elapsed, 2) if elapsed > 0 else None,
+            "capture_fps": round(self.n_captured / elapsed, 2) if elapsed > 0 else None,
+            "frames": self.n_shown,
+            "frames_captured": self.n_captured,
+            "frames_colorized": self.n_colored,
+            "dropped": {"before_inference": self.captured.dropped, "before_display": self.colored.dropped},
+            "stages": {"capture": stage_stats(self.t_capture), "detect_sample": stage_stats(self.t_detect),
+                       "colorize": stage_stats(self.t_colorize), "display": stage_stats(self.t_display)},
+            "capture_to_display": stage_stats(self.latency),
+            "engine_timings": engine_timings(self.colorizer),
+            "stop_reason": self.stop_reason,
+            "errors": self.errors[-5:],
+        }
+
+
+def run_live(opts: LiveOptions) -> dict[str, Any]:
+    """Run the live filter until --seconds pass, the user quits, or the emulator window closes.
+
+    Returns the statistics (also written to ``opts.stats_json``).  A failure inside a worker
+    thread (e.g. a model that cannot be loaded) is raised as :class:`UserError` after cleanup.
+    """
+    session = LiveSession(opts)
+    stats = session.run()
+    if getattr(session, "failed", False):
+        raise UserError(session.stop_reason)
+    print(f"live: {session.stop_reason}", file=sys.stderr)
+    return stats

@@ -1,0 +1,315 @@
+"""``retrocolor play ROM``: run a Game Boy ROM in PyBoy and show it colorized, frame by frame.
+
+PyBoy runs with no window of its own (``window="null"``) in DMG mode; each frame is taken straight
+from its screen buffer (no screen capture, no scaling loss), colorized, and shown in our pygame
+window at the Game Boy's 59.73 fps with a precise pacer.  The keyboard drives the emulator:
+arrows = d-pad, Z = A, X = B, Enter = Start, Backspace or right Shift = Select.
+
+``--headless --frames N --record OUT.mp4`` runs as fast as it can with no window, for scripts and
+tests.  ROM files are checked (size, header checksum, cartridge type) before PyBoy sees them, so a
+wrong file gives one clear line instead of an emulator crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from realtime.display import GB_FPS, KEY_HELP, Display, Pacer, can_open_window, side_by_side, stage_stats
+from utils.errors import UserError
+from utils.fsio import atomic_path, atomic_write_json
+
+#: Cartridge types (header byte 0x147) PyBoy 2.x can run.
+KNOWN_CART_TYPES = frozenset({0x00, 0x01, 0x02, 0x03, 0x05, 0x06, 0x08, 0x09, 0x0F, 0x10, 0x11, 0x12, 0x13,
+                              0x19, 0x1A, 0x1B, 0x1C, 0x1D, 0x1E})
+
+PLAY_KEY_HELP = "game keys: arrows d-pad, Z = A, X = B, Enter = Start, Backspace or right Shift = Select; " + KEY_HELP
+
+
+@dataclass
+class RomInfo:
+    """What the header says about a cartridge."""
+
+    title: str
+    cart_type: int
+    size: int
+    cgb_flag: int
+
+
+def validate_rom(path: str | Path) -> RomInfo:
+    """Check that ``path`` looks like a Game Boy ROM; raise a one-line :class:`UserError` if not.
+
+    Checks: a file of 32 KiB to 8 MiB, a multiple of the 16 KiB bank size, a correct header
+    checksum (the byte the boot ROM itself verifies), and a cartridge type PyBoy supports.
+    The global checksum is not checked: real hardware ignores it and homebrew often gets it wrong.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"no such ROM file: {p}")
+    size = p.stat().st_size
+    if size < 0x8000 or size > 8 * 1024 * 1024 or size % 0x4000:
+        raise UserError(f"{p} is not a Game Boy ROM: {size} bytes (a ROM is 32 KiB to 8 MiB, in 16 KiB banks)")
+    with open(p, "rb") as f:
+        header = f.read(0x150)
+    x = 0
+    for i in range(0x134, 0x14D):
+        x = (x - header[i] - 1) & 0xFF
+    if header[0x14D] != x:
+        raise UserError(f"{p} is not a Game Boy ROM: header checksum mismatch "
+                        f"(byte 0x14D is {header[0x14D]:#04x}, expected {x:#04x})")
+    cart = header[0x147]
+    if cart not in KNOWN_CART_TYPES:
+        raise UserError(f"{p}: cartridge type {cart:#04x} is not supported by PyBoy")
+    title = header[0x134:0x143].split(b"\0")[0].decode("ascii", "replace").strip()
+    return RomInfo(title=title, cart_type=cart, size=size, cgb_flag=header[0x143])
+
+
+@dataclass
+class PlayOptions:
+    """Options of :func:`play` (the CLI flags of ``retrocolor play``)."""
+
+    model: str | None = None
+    headless: bool = False
+    frames: int | None = None
+    seconds: float | None = None
+    record: Path | None = None
+    scale: int = 3
+    side_by_side: bool = False
+    title: str = "retrocolor play"
+    last_png: Path | None = None
+    stats_json: Path | None = None
+    smoothing: float = 0.0
+    threads: int = 1
+    skip_frames: int = 0  # emulate this many frames first, unseen (the demo skips the boot animation)
+
+
+@dataclass
+class PlayResult:
+    """What a :func:`play` run did."""
+
+    frames: int
+    seconds: float
+    model: str
+    video: Path | None = None
+    png: Path | None = None
+    stats: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        s = self.stats
+        line = (f"play: {self.frames} frames in {self.seconds:.2f} s ({s.get('fps', 0):.1f} fps, "
+                f"target {GB_FPS:.2f}, pacing {'on' if s.get('pacing') else 'off'}), model {self.model}; "
+                f"colorize p50 {s['stages']['colorize']['p50_ms']} ms")
+        if self.video:
+            line += f"\nvideo: {self.video}"
+        if self.png:
+            line += f"\nlast frame (grey | colour): {self.png}"
+        return line
+
+
+# --------------------------------------------------------------------------- models
+def model_names(first: str | None) -> list[str]:
+    """The models ``M`` cycles through: the one asked for (default: the shipped default), then every
+    other shipped one (the same file is listed once)."""
+    import weights
+
+    names = [first or weights.DEFAULT]
+    seen: set[Path] = set()
+    try:
+        seen.add(weights.resolve(names[0]).resolve())
+    except UserError:
+        pass  # reported when it is loaded
+    for row in weights.list_models():
+        name = row["name"] if isinstance(row, dict) else str(row)
+        path = Path(row["path"]).resolve() if isinstance(row, dict) else None
+        if name in names or (path is not None and path in seen):
+            continue
+        names.append(name)
+        if path is not None:
+            seen.add(path)
+    return names
+
+
+def make_colorizer(model: str, *, threads: int = 1, smoothing: float = 0.0) -> object:
+    """A :class:`realtime.engine.Colorizer` for a model name or ONNX path."""
+    from realtime.engine import Colorizer
+
+    return Colorizer(model, threads=threads, smoothing=smoothing)
+
+
+def engine_timings(colorizer: object) -> dict | None:
+    """The engine's own per-stage timings, whatever attribute it keeps them in."""
+    for attr in ("timings", "stats", "last_timings"):
+        v = getattr(colorizer, attr, None)
+        if callable(v):
+            with contextlib.suppress(Exception):
+                v = v()
+        if isinstance(v, dict):
+            return {k: v[k] for k in v if isinstance(v[k], (int, float, dict))}
+    return None
+
+
+# --------------------------------------------------------------------------- the emulator loop
+
+def _pygame_buttons() -> dict[int, str]:
+    import pygame
+
+    return {pygame.K_UP: "up", pygame.K_DOWN: "down", pygame.K_LEFT: "left", pygame.K_RIGHT: "right",
+            pygame.K_z: "a", pygame.K_x: "b", pygame.K_RETURN: "start", pygame.K_KP_ENTER: "start",
+            pygame.K_BACKSPACE: "select", pygame.K_RSHIFT: "select"}
+
+
+def _screenshot_path(folder: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return folder / f"retrocolor-{stamp}-{int(time.time() * 1000) % 1000:03d}.png"
+
+
+def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
+    """Run ``rom`` in PyBoy through the colorizer; windowed with pacing, or headless as fast as possible."""
+    info = validate_rom(rom)
+    if info.cgb_flag == 0xC0:
+        raise UserError(f"{rom} is a Game Boy Color-only game ({info.title!r}); it is already in colour")
+    if opts.headless and opts.frames is None:
+        raise UserError("--headless needs --frames N (how many frames to run)")
+    if opts.scale < 1:
+        raise UserError("--scale must be at least 1")
+    if not opts.headless and not can_open_window():
+        raise UserError("no display: DISPLAY is not set; use --headless --frames N --record OUT.mp4 "
+                        "(or run under Xvfb)")
+    models = model_names(opts.model)
+    model_idx = 0
+    colorizer = make_colorizer(models[0], threads=opts.threads, smoothing=opts.smoothing)
+
+    import cv2
+    from pyboy import PyBoy
+
+    try:
+        pyboy = PyBoy(str(rom), window="null", sound_emulated=False, cgb=False, log_level="ERROR")
+    except Exception as e:  # noqa: BLE001 - PyBoy raises its own exception types for bad cartridges
+        raise UserError(f"PyBoy cannot run {rom}: {e}") from None
+
+    if opts.skip_frames > 0:
+        pyboy.tick(opts.skip_frames, False)
+    display = None
+    buttons: dict[int, str] = {}
+    if not opts.headless:
+        display = Display(opts.title, (160 * (2 if opts.side_by_side else 1), 144), opts.scale)
+        buttons = _pygame_buttons()
+        print(PLAY_KEY_HELP, file=sys.stderr)
+    pacer = Pacer(GB_FPS) if display is not None else None
+
+    t_emu: list[float] = []
+    t_col: list[float] = []
+    t_show: list[float] = []
+    t_rec: list[float] = []
+    intervals: list[float] = []
+    filter_on, side, overlay = True, opts.side_by_side, False
+    frames = 0
+    last_grey = last_colour = None
+    video_path = None
+    start = time.perf_counter()
+    last_flip = None
+    with contextlib.ExitStack() as stack:
+        stack.callback(pyboy.stop, False)
+        tmp_video = stack.enter_context(atomic_path(opts.record, suffix=".mp4")) if opts.record else None
+        writer = None
+        try:
+            while True:
+                if opts.frames is not None and frames >= opts.frames:
+                    break
+                if opts.seconds is not None and time.perf_counter() - start >= opts.seconds:
+                    break
+                t0 = time.perf_counter()
+                if not pyboy.tick():
+                    break  # the emulator asked to stop
+                screen = pyboy.screen.ndarray  # (144, 160, 4) RGBA; grey in DMG mode
+                grey = np.ascontiguousarray(screen[:, :, :3])
+                t1 = time.perf_counter()
+                colour = colorizer.colorize(grey) if filter_on or side or tmp_video is not None else grey
+                t2 = time.perf_counter()
+                t_emu.append(t1 - t0)
+                t_col.append(t2 - t1)
+                last_grey, last_colour = grey, colour
+                shown = side_by_side(grey, colour) if side else (colour if filter_on else grey)
+                if tmp_video is not None:
+                    rec = side_by_side(grey, colour) if opts.side_by_side else colour
+                    rec = cv2.resize(rec, (rec.shape[1] * opts.scale, rec.shape[0] * opts.scale),
+                                     interpolation=cv2.INTER_NEAREST)
+                    if writer is None:
+                        writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), GB_FPS,
+                                                 (rec.shape[1], rec.shape[0]))
+                        if not writer.isOpened():
+                            raise UserError(f"cannot write video {opts.record} (OpenCV mp4v encoder unavailable)")
+                    writer.write(cv2.cvtColor(rec, cv2.COLOR_RGB2BGR))
+                    t_rec.append(time.perf_counter() - t2)
+                frames += 1
+                if display is not None:
+                    ev = display.poll()
+                    for k in ev.keys:
+                        b = buttons.get(k.key)
+                        if b:
+                            (pyboy.button_press if k.down else pyboy.button_release)(b)
+                    if "quit" in ev.actions:
+                        break
+                    filter_on ^= ev.actions.count("filter") % 2 == 1
+                    side ^= ev.actions.count("side") % 2 == 1
+                    overlay ^= ev.actions.count("overlay") % 2 == 1
+                    if "model" in ev.actions and len(models) > 1:
+                        model_idx = (model_idx + 1) % len(models)
+                        colorizer = make_colorizer(models[model_idx], threads=opts.threads, smoothing=opts.smoothing)
+                        print(f"model: {models[model_idx]}", file=sys.stderr)
+                    if "screenshot" in ev.actions:
+                        from utils.images import write_png
+
+                        shot = _screenshot_path(Path.cwd())
+                        write_png(shot, np.repeat(np.repeat(shown, opts.scale, 0), opts.scale, 1))
+                        print(f"screenshot: {shot}", file=sys.stderr)
+                    lines: list[str] = []
+                    if overlay and intervals:
+                        fps = 1.0 / max(np.mean(intervals[-60:]), 1e-9)
+                        lines = [f"{fps:5.1f} fps  colorize {np.mean(t_col[-60:]) * 1000:.1f} ms",
+                                 f"model {models[model_idx]}  filter {'on' if filter_on else 'off'}"]
+                    assert pacer is not None
+                    pacer.wait()
+                    t3 = time.perf_counter()
+                    display.show(shown, lines)
+                    now = time.perf_counter()
+                    t_show.append(now - t3)
+                    if last_flip is not None:
+                        intervals.append(now - last_flip)
+                    last_flip = now
+            if writer is not None:
+                writer.release()
+                writer = None
+                video_path = opts.record
+        finally:
+            if writer is not None:
+                writer.release()
+            if display is not None:
+                display.close()
+    elapsed = time.perf_counter() - start
+    png = None
+    if opts.last_png is not None and last_grey is not None and last_colour is not None:
+        from utils.images import write_png
+
+        sbs = side_by_side(last_grey, last_colour)
+        write_png(opts.last_png, np.repeat(np.repeat(sbs, opts.scale, 0), opts.scale, 1))
+        png = opts.last_png
+    stats = {
+        "rom": str(rom), "title": info.title, "model": models[model_idx], "frames": frames,
+        "seconds": round(elapsed, 3), "fps": round(frames / elapsed, 2) if elapsed > 0 else None,
+        "target_fps": round(GB_FPS, 4), "pacing": pacer is not None, "headless": opts.headless,
+        "mean_frame_interval_ms": round(float(np.mean(intervals)) * 1000, 3) if intervals else None,
+        "frame_interval_p99_ms": round(float(np.percentile(intervals, 99)) * 1000, 3) if intervals else None,
+        "stages": {"emulate": stage_stats(t_emu), "colorize": stage_stats(t_col), "display": stage_stats(t_show),
+                   "record": stage_stats(t_rec)},
+        "engine_timings": engine_timings(colorizer),
+        "video": str(video_path) if video_path else None,
+    }
+    if opts.stats_json is not None:
+        atomic_write_json(opts.stats_json, stats)
+    return PlayResult(frames=frames, seconds=elapsed, model=models[model_idx], video=video_path, png=png, stats=stats)

@@ -1,0 +1,297 @@
+"""``retrocolor live`` end to end under a private Xvfb server.
+
+A stand-in emulator (a pygame window in a subprocess) plays grey Game Boy frames at 2x; the real
+CLI captures it and shows the colourisation in its own window; the test grabs *that* window from
+the X server and checks it shows the engine's colourisation of the frames being played.
+Skipped cleanly where Xvfb or xdotool is not installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_game_frames
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("Xvfb") and shutil.which("xwininfo")),
+    reason="needs Xvfb and xwininfo (apt install xvfb x11-utils)",
+)
+
+# A stand-in emulator: shows FRAMES (N,144,160) grey at 2x at (X,Y), cycling every PERIOD seconds,
+# until killed or until LIFETIME seconds have passed (then it closes its window and exits).
+FAKE_EMU = r"""
+import os, sys, time
+import numpy as np
+os.environ["SDL_VIDEODRIVER"] = "x11"
+os.environ["SDL_VIDEO_WINDOW_POS"] = sys.argv[2]
+import pygame
+frames = np.load(sys.argv[1])
+period, lifetime = float(sys.argv[3]), float(sys.argv[4])
+pygame.display.init()
+screen = pygame.display.set_mode((320, 288))
+pygame.display.set_caption("FakeBoy emulator")
+start = time.time()
+i = 0
+while time.time() - start < lifetime:
+    pygame.event.pump()
+    g = frames[int((time.time() - start) / period) % len(frames)]
+    rgb = np.repeat(np.repeat(np.repeat(g[:, :, None], 3, 2), 2, 0), 2, 1)
+    pygame.surfarray.blit_array(screen, rgb.transpose(1, 0, 2))
+    pygame.display.flip()
+    time.sleep(1 / 60)
+pygame.display.quit()
+"""
+
+
+def _tiny_onnx(path: Path) -> Path:
+    """A 1x1 conv (1 -> 2 channels) + tanh: colours depend on lightness, like a real model's output."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.array([[[[1.2]]], [[[-0.9]]]], np.float32)
+    b = np.array([-0.5, 0.45], np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["L", "W", "B"], ["c"], kernel_shape=[1, 1]),
+         helper.make_node("Tanh", ["c"], ["ab"])],
+        "tiny", [helper.make_tensor_value_info("L", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info("ab", TensorProto.FLOAT, ["N", 2, "H", "W"])],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def xvfb():
+    """A private Xvfb display; yields the env for subprocesses that use it."""
+    n = next(i for i in range(90, 190) if not Path(f"/tmp/.X11-unix/X{i}").exists()
+             and not Path(f"/tmp/.X{i}-lock").exists())
+    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if Path(f"/tmp/.X11-unix/X{n}").exists():
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.skip("Xvfb did not start")
+    env = dict(os.environ, DISPLAY=f":{n}", SDL_VIDEODRIVER="x11", SDL_AUDIODRIVER="dummy",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               PYGAME_HIDE_SUPPORT_PROMPT="1")
+    yield env
+    proc.terminate()
+    proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return _tiny_onnx(tmp_path_factory.mktemp("model") / "tiny.onnx")
+
+
+@pytest.fixture(scope="module")
+def grey_frames() -> np.ndarray:
+    """Three grey game frames with clearly different content (so the test can tell them apart)."""
+    rgb = make_game_frames(24, seed=3)[::8]
+    return np.ascontiguousarray(rgb.mean(axis=3).astype(np.uint8))
+
+
+def _start_emu(env: dict, frames: np.ndarray, tmp: Path, pos: str = "40,40", period: float = 0.4,
+               lifetime: float = 30.0) -> subprocess.Popen:
+    np.save(tmp / "frames.npy", frames)
+    (tmp / "fake_emu.py").write_text(FAKE_EMU)
+    proc = subprocess.Popen([PY, str(tmp / "fake_emu.py"), str(tmp / "frames.npy"), pos, str(period), str(lifetime)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(150):
+        if _find(env, "FakeBoy emulator") is not None:
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("the stand-in emulator window did not appear")
+
+
+def _live(env: dict, *args: str, timeout: float = 30) -> subprocess.Popen:
+    return subprocess.Popen([PY, str(ROOT / "retrocolor.py"), "live", *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _find(env: dict, title: str):
+    """A window by exact title, with absolute geometry (xwininfo; xdotool search misses SDL windows)."""
+    from capture.window import parse_tree
+
+    tree = subprocess.run(["xwininfo", "-root", "-tree"], env=env, capture_output=True, text=True).stdout
+    hits = [w for w in parse_tree(tree) if w.title == title]
+    return hits[0].rect if hits else None
+
+
+def _our_window(env: dict):
+    return _find(env, "retrocolor live")
+
+
+def test_live_region_shows_the_engines_colourisation(xvfb, model, grey_frames, tmp_path):
+    from realtime.engine import Colorizer
+
+    emu = _start_emu(xvfb, grey_frames, tmp_path)
+    stats_path = tmp_path / "stats.json"
+    try:
+        live = _live(xvfb, "--region", "40,40,320,288", "--model", str(model), "--scale", "2", "--seconds", "3",
+                     "--stats-json", str(stats_path))
+        # grab our output window from the X server while it runs
+        grabs = []
+        deadline = time.time() + 12
+        from capture.window import open_mss
+
+        os.environ["DISPLAY"] = xvfb["DISPLAY"]
+        with contextlib.closing(open_mss()) as sct:
+            while time.time() < deadline and len(grabs) < 4 and live.poll() is None:
+                geo = _our_window(xvfb)
+                if geo is not None and geo.width == 320:
+                    time.sleep(0.5)
+                    shot = np.asarray(sct.grab({"left": geo.x, "top": geo.y, "width": geo.width, "height": geo.height}))
+                    grabs.append(np.ascontiguousarray(shot[:, :, 2::-1]))
+                else:
+                    time.sleep(0.1)
+        out, err = live.communicate(timeout=20)
+    finally:
+        emu.kill()
+        emu.wait()
+        os.environ.pop("DISPLAY", None)
+    assert live.returncode == 0, err
+    assert "live: capturing region 40,40,320,288" in err
+    assert "frames shown" in out
+    assert len(grabs) >= 1, f"could not grab our window ({err})"
+    col = Colorizer(str(model))
+    expected = [np.repeat(np.repeat(col.colorize(g), 2, 0), 2, 1).astype(np.int16) for g in grey_frames]
+    for shot in grabs:
+        assert shot.shape == (288, 320, 3)
+        errors = [float(np.abs(shot.astype(np.int16) - e).mean()) for e in expected]
+        assert min(errors) < 2.0, f"our window does not show the colourised frame (mean abs errors {errors})"
+        # and it is really coloured, not the grey input
+        assert float(np.abs(shot[:, :, 0].astype(int) - shot[:, :, 2]).mean()) > 5
+    stats = json.loads(stats_path.read_text())
+    print("live stats:", json.dumps({k: stats[k] for k in ("fps", "capture_fps", "frames", "frames_captured")}),
+          "capture_to_display:", stats["capture_to_display"], "colorize:", stats["stages"]["colorize"])
+    assert stats["frames"] > 10 and stats["frames_captured"] >= stats["frames_colorized"] >= stats["frames"]
+    assert stats["target_fps"] == pytest.approx(59.7275, abs=1e-3)
+    for key in ("capture", "detect_sample", "colorize", "display"):
+        assert stats["stages"][key]["p50_ms"] is not None and stats["stages"][key]["p99_ms"] is not None
+    assert stats["capture_to_display"]["p50_ms"] > 0
+
+
+@pytest.mark.skipif(not shutil.which("xdotool"), reason="needs xdotool to move and unmap the window")
+def test_live_window_follow_minimise_and_close(xvfb, model, grey_frames, tmp_path):
+    """--window finds the emulator by title; we follow it when it moves, wait while it is unmapped
+    (minimised), and stop cleanly (exit 0, one line) when it closes mid-run."""
+    emu = _start_emu(xvfb, grey_frames, tmp_path, pos="500,300", lifetime=60)
+    stats_path = tmp_path / "stats.json"
+    try:
+        live = _live(xvfb, "--window", "fakeboy", "--model", str(model), "--seconds", "20",
+                     "--stats-json", str(stats_path))
+        for _ in range(100):
+            ours = _our_window(xvfb)
+            if ours is not None:
+                break
+            time.sleep(0.1)
+        assert ours is not None and live.poll() is None
+        assert (ours.x, ours.y) == (500 - 8 - 480, 300)  # beside: no room on the right, so on the left
+        emu_id = subprocess.run(["xwininfo", "-name", "FakeBoy emulator"], env=xvfb, capture_output=True,
+                                text=True).stdout.split("Window id: ")[1].split()[0]
+        subprocess.run(["xdotool", "windowmove", emu_id, "100", "100"], env=xvfb, check=True)
+        time.sleep(1.0)
+        ours = _our_window(xvfb)
+        assert ours is not None and (ours.x, ours.y) == (100 + 320 + 8, 100)  # followed, now on the right
+        subprocess.run(["xdotool", "windowunmap", emu_id], env=xvfb, check=True)
+        time.sleep(0.8)
+        subprocess.run(["xdotool", "windowmap", emu_id], env=xvfb, check=True)
+        time.sleep(0.8)
+        emu.kill()  # the emulator closes mid-run
+        out, err = live.communicate(timeout=15)
+    finally:
+        emu.kill()
+        emu.wait()
+    assert live.returncode == 0, err
+    assert "capturing window 'FakeBoy emulator' (320x288 at 500,300)" in err
+    assert "minimised or hidden; waiting" in err and "window is back" in err
+    assert "live: the captured window 'FakeBoy emulator' closed; stopping" in err
+    stats = json.loads(stats_path.read_text())
+    assert stats["seconds"] < 18  # it stopped because the window closed, not because time ran out
+    assert stats["source"]["kind"] == "window" and stats["frames"] > 0
+    assert stats["screen_detection"]
+
+
+@pytest.mark.skipif(not shutil.which("xdotool"), reason="needs xdotool to send a key")
+def test_live_over_the_window_and_screenshot_key(xvfb, model, grey_frames, tmp_path):
+    """--position over: our window covers the emulator, yet shows its colourisation (the covered
+    window is read through XComposite, not from the screen, so there is no feedback loop); P
+    writes a screenshot PNG."""
+    from realtime.engine import Colorizer
+    from utils.images import read_rgb
+
+    emu = _start_emu(xvfb, grey_frames, tmp_path, pos="60,60", period=0.25)
+    shots = tmp_path / "shots"
+    try:
+        live = _live(xvfb, "--window", "FakeBoy", "--position", "over", "--scale", "2", "--seconds", "3",
+                     "--model", str(model), "--screenshot-dir", str(shots))
+        for _ in range(100):
+            ours = _our_window(xvfb)
+            if ours is not None:
+                break
+            time.sleep(0.1)
+        assert ours == _find(xvfb, "FakeBoy emulator")  # exactly over it
+        time.sleep(1.0)
+        wid = subprocess.run(["xwininfo", "-name", "retrocolor live"], env=xvfb, capture_output=True,
+                             text=True).stdout.split("Window id: ")[1].split()[0]
+        subprocess.run(["xdotool", "key", "--window", wid, "p"], env=xvfb, check=True)
+        out, err = live.communicate(timeout=20)
+    finally:
+        emu.kill()
+        emu.wait()
+    assert live.returncode == 0, err
+    pngs = list(shots.glob("retrocolor-live-*.png"))
+    assert len(pngs) == 1 and f"live: screenshot {pngs[0]}" in err
+    shot = read_rgb(pngs[0]).astype(np.int16)
+    col = Colorizer(str(model))
+    errors = [float(np.abs(np.repeat(np.repeat(col.colorize(g), 2, 0), 2, 1) - shot).mean()) for g in grey_frames]
+    assert shot.shape == (288, 320, 3) and min(errors) < 2.0, errors
+
+
+def test_live_errors(xvfb, model, grey_frames, tmp_path, monkeypatch, capsys):
+    """Every failure is one line and exit code 2 (run in-process: no interpreter start-ups)."""
+    import retrocolor
+
+    emu = _start_emu(xvfb, grey_frames, tmp_path, pos="40,40")
+    monkeypatch.setenv("DISPLAY", xvfb["DISPLAY"])
+    try:
+        assert retrocolor.main(["live", "--window", "no such emulator", "--model", str(model)]) == 2
+        err = capsys.readouterr().err
+        assert "no window title contains 'no such emulator'" in err and "'FakeBoy emulator'" in err
+        assert len(err.strip().splitlines()) == 1
+        assert retrocolor.main(["live", "--region", "2000,2000,320,288", "--model", str(model)]) == 2
+        err = capsys.readouterr().err
+        assert "off screen" in err and "1024x768" in err, err
+        # no --window/--region: it finds no known emulator, and says which titles it saw
+        assert retrocolor.main(["live", "--model", str(model)]) == 2
+        err = capsys.readouterr().err
+        assert "no emulator window found" in err and "FakeBoy" in err
+        assert retrocolor.main(["live", "--region", "0,0,320,288", "--position", "over", "--model", str(model)]) == 2
+        assert "--position over needs --window" in capsys.readouterr().err
+    finally:
+        emu.kill()
+        emu.wait()
+    monkeypatch.delenv("DISPLAY")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert retrocolor.main(["live", "--region", "0,0,320,288", "--model", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert "DISPLAY is not set" in err and len(err.strip().splitlines()) == 1
