@@ -1,0 +1,387 @@
+"""The torch-free engine (realtime.engine.Colorizer) and the weights package.
+
+These tests build their ONNX models with the onnx helper API, so they run without PyTorch;
+:func:`tiny_onnx` and :func:`dmg_frame` are imported by the other realtime tests too.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import ROOT, make_game_frames
+
+from dataset import color
+from realtime import engine
+from realtime.engine import Colorizer, flicker, lab_to_rgb_fast
+from utils.errors import UserError
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+GREEN = np.array([[0x9B, 0xBC, 0x0F], [0x8B, 0xAC, 0x0F], [0x30, 0x62, 0x30], [0x0F, 0x38, 0x0F]], np.uint8)
+BGB = np.array([[0xE0, 0xF8, 0xD0], [0x88, 0xC0, 0x70], [0x34, 0x68, 0x56], [0x08, 0x18, 0x20]], np.uint8)
+GREYS = np.array([255, 170, 85, 0], np.uint8)
+
+
+def tiny_onnx(path: Path, *, in_ch: int = 1, out_ch: int = 2, seed: int = 0, size: tuple[int, int] | None = None,
+              hidden: int = 8, global_mix: float = 0.0) -> Path:
+    """A 2-conv L -> ab net (dynamic B/H/W unless ``size``), written with onnx.helper (no torch).
+
+    ``global_mix`` adds a global-average branch, so (like a real net with a large receptive field)
+    a change anywhere in the frame shifts the colours everywhere a little.
+    """
+    rng = np.random.default_rng(seed)
+    w1 = (rng.standard_normal((hidden, in_ch, 3, 3)) * 0.8).astype(np.float32)
+    b1 = (rng.standard_normal(hidden) * 0.2).astype(np.float32)
+    w2 = (rng.standard_normal((out_ch, hidden, 3, 3)) * 0.06).astype(np.float32)
+    b2 = (rng.standard_normal(out_ch) * 0.05).astype(np.float32)
+    h, w = size if size else ("H", "W")
+    # Global branch: ab += global_mix * (mean(L) - 0.5), one sign per output channel.
+    wg = (np.sign(rng.standard_normal((out_ch, in_ch, 1, 1))) * global_mix).astype(np.float32)
+    half = np.array([0.5], np.float32)
+    nodes = [helper.make_node("Conv", ["L", "w1", "b1"], ["h1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["h1"], ["h2"]),
+             helper.make_node("Conv", ["h2", "w2", "b2"], ["h3"], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["L"], ["g0"]),
+             helper.make_node("Sub", ["g0", "half"], ["g1"]),
+             helper.make_node("Conv", ["g1", "wg"], ["g2"]),
+             helper.make_node("Add", ["h3", "g2"], ["h4"]),
+             helper.make_node("Tanh", ["h4"], ["ab"])]
+    inits = ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"), (wg, "wg"), (half, "half"))
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("L", TensorProto.FLOAT, ["B", in_ch, h, w])],
+        [helper.make_tensor_value_info("ab", TensorProto.FLOAT, ["B", out_ch, h, w])],
+        [numpy_helper.from_array(a, n) for a, n in inits])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"retrocolor": json.dumps({"arch": "tiny", "games": ["test"]})})
+    onnx.save(model, str(path))
+    return path
+
+
+def dmg_index(seed: int = 0) -> np.ndarray:
+    """A Game-Boy-like frame as shade indices 0 (lightest) .. 3 (darkest), all four present."""
+    rgb = make_game_frames(1, seed)[0]
+    lum = color.rgb_to_l(rgb)
+    idx = 3 - np.digitize(lum, np.unique(lum)[1:]).clip(0, 3)
+    idx[:8, :8] = np.arange(4).repeat(16).reshape(8, 8)  # make sure every shade appears
+    return idx
+
+
+def dmg_frame(seed: int = 0, palette: np.ndarray = GREYS) -> np.ndarray:
+    """A 160x144 frame in a 4-shade palette (grey levels -> (H, W); RGB palette -> (H, W, 3))."""
+    return palette[dmg_index(seed)]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_onnx(tmp_path_factory.mktemp("m") / "tiny.onnx")
+
+
+def reference(col: Colorizer, grey_or_rgb: np.ndarray) -> np.ndarray:
+    """The slow reference pipeline at native size: dataset.color + the raw model call."""
+    arr = grey_or_rgb
+    lum = color.gray_to_l(arr) if arr.ndim == 2 else color.rgb_to_l(arr)
+    ab = col.predict_ab(color.normalize_l(lum)[None, None])[0] * color.AB_SCALE
+    return color.l_ab_to_rgb(lum, ab.transpose(1, 2, 0))
+
+
+def reference_up(col: Colorizer, native_l: np.ndarray, full_l: np.ndarray) -> np.ndarray:
+    """Reference for upscaled input: each pixel's own L + its cell's ab (centre convention)."""
+    ab = col.predict_ab(color.normalize_l(native_l)[None, None])[0] * color.AB_SCALE
+    h, w = full_l.shape
+    ry = np.minimum(((np.arange(h) + 0.5) * 144 / h).astype(int), 143)
+    rx = np.minimum(((np.arange(w) + 0.5) * 160 / w).astype(int), 159)
+    ab_up = ab.transpose(1, 2, 0)[ry][:, rx]
+    return color.l_ab_to_rgb(full_l, ab_up)
+
+
+# ----------------------------------------------------------------------------- numerics
+def test_fast_luts_agree_with_dataset_color() -> None:
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (5000, 3), dtype=np.uint8)
+    q = engine._q_of_rgb(rgb[:, 0].astype(np.intp), rgb[:, 1].astype(np.intp), rgb[:, 2].astype(np.intp))
+    assert np.abs(engine._L_OF_Q[q] - color.rgb_to_l(rgb)).max() < 0.02
+    lab = np.stack([rng.uniform(0, 100, 5000), rng.uniform(-90, 90, 5000), rng.uniform(-90, 90, 5000)], -1)
+    fast = lab_to_rgb_fast(lab[:, 0], lab[:, 1], lab[:, 2]).astype(int)
+    ref = color.lab_to_rgb(lab).astype(int)
+    assert np.abs(fast - ref).max() <= 1
+    assert (fast != ref).mean() < 0.01
+
+
+def test_native_matches_reference_pipeline(tiny: Path) -> None:
+    col = Colorizer(tiny)
+    rgb = make_game_frames(1, 3)[0]  # 4 colours: add noise so it is a many-shade colour frame
+    rgb = np.clip(rgb.astype(int) + np.random.default_rng(0).integers(-20, 20, rgb.shape), 0, 255).astype(np.uint8)
+    out = col.colorize(rgb)
+    assert out.shape == (144, 160, 3) and out.dtype == np.uint8
+    assert col.active_palette is None  # many shades: the frame's own L is used
+    diff = np.abs(out.astype(int) - reference(col, rgb))
+    # LUT lightness is exact to ~0.01 L; the gamma table to a fraction of a code value.
+    assert diff.max() <= 2 and (diff > 0).mean() < 0.02
+    assert set(col.timings) >= {"preprocess", "inference", "postprocess"}
+    # Colour really comes out: a/b spread is not zero.
+    ab = color.rgb_to_lab(out)[..., 1:]
+    assert ab.std() > 2.0
+
+
+# ----------------------------------------------------------------------------- scales
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_integer_upscales_equal_nearest_upscale_of_native(tiny: Path, scale: int) -> None:
+    col = Colorizer(tiny)
+    frame = dmg_frame(1, GREEN)
+    native = col.colorize(frame)
+    up = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    out = col.colorize(up)
+    assert out.shape == (144 * scale, 160 * scale, 3)
+    assert np.array_equal(out, cv2.resize(native, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST))
+
+
+@pytest.mark.parametrize("interp", [cv2.INTER_NEAREST, cv2.INTER_NEAREST_EXACT])
+def test_non_integer_upscale_reads_the_grid_and_keeps_edges_crisp(tiny: Path, interp: int) -> None:
+    col = Colorizer(tiny)
+    frame = dmg_frame(2)
+    native = col.colorize(frame)
+    up = cv2.resize(frame, (400, 360), interpolation=interp)  # 2.5x, either scaler convention
+    out = col.colorize(up)
+    assert out.shape == (360, 400, 3)
+    # The native grid was read exactly (the model saw the same input) ...
+    cy = ((np.arange(144) + 0.5) * 2.5).astype(int)
+    cx = ((np.arange(160) + 0.5) * 2.5).astype(int)
+    assert np.array_equal(out[cy][:, cx], native)
+    # ... and every output pixel combines its own input pixel's lightness with its cell's colour:
+    # edges stay where the input has them, even where the scaler disagrees with our grid.
+    ref = reference_up(col, color.gray_to_l(frame), color.gray_to_l(up))
+    assert np.abs(out.astype(int) - ref).max() <= 2
+
+
+def test_rejects_frames_that_are_not_a_game_screen(tiny: Path) -> None:
+    col = Colorizer(tiny)
+    with pytest.raises(UserError, match="smaller"):
+        col.colorize(np.zeros((100, 100), np.uint8))
+    with pytest.raises(UserError, match="10:9"):
+        col.colorize(np.zeros((360, 640, 3), np.uint8))
+    with pytest.raises(UserError, match="uint8"):
+        col.colorize(np.zeros((144, 160), np.float32))
+    with pytest.raises(UserError, match="shape"):
+        col.colorize(np.zeros((144, 160, 2), np.uint8))
+
+
+# ----------------------------------------------------------------------------- palettes and formats
+PURPLE = np.array([[250, 220, 255], [200, 120, 210], [90, 40, 120], [20, 0, 40]], np.uint8)
+
+
+@pytest.mark.parametrize("palette", [GREEN, BGB, PURPLE], ids=["dmg-green", "bgb", "custom-purple"])
+def test_tinted_palette_gives_the_same_colours_as_grey(tiny: Path, palette: np.ndarray) -> None:
+    col = Colorizer(tiny)
+    grey_out = col.colorize(dmg_frame(4))
+    tinted_out = Colorizer(tiny).colorize(dmg_frame(4, palette))
+    assert np.array_equal(grey_out, tinted_out)
+    # Without the palette mapping the green frame would feed different L and give other colours.
+    raw = Colorizer(tiny, palette="off").colorize(dmg_frame(4, palette))
+    assert not np.array_equal(raw, grey_out)
+
+
+def test_fewer_than_four_shades_use_known_or_learned_palette(tiny: Path) -> None:
+    idx = dmg_index(5)
+    three = np.where(idx == 1, 0, idx)  # shades 0, 2, 3 only
+    ref = Colorizer(tiny).colorize(GREYS[three])
+    # The classic green palette is known without having seen it.
+    assert np.array_equal(Colorizer(tiny).colorize(GREEN[three]), ref)
+    # A custom palette is learned from a 4-shade frame, then used for 3-shade frames.
+    custom = np.array([[240, 230, 200], [180, 150, 120], [110, 80, 60], [40, 20, 10]], np.uint8)
+    col = Colorizer(tiny)
+    fresh = col.colorize(custom[three])
+    assert not np.array_equal(fresh, ref)  # unknown palette with 3 shades: plain L
+    col.colorize(custom[idx])
+    assert np.array_equal(col.colorize(custom[three]), ref)
+
+
+def test_bgra_grey_and_output_formats(tiny: Path) -> None:
+    col = Colorizer(tiny)
+    rgb = dmg_frame(6, GREEN)
+    ref = col.colorize(rgb)
+    up = cv2.resize(rgb, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
+    bgra = cv2.cvtColor(up, cv2.COLOR_RGB2BGRA)
+    ref3 = cv2.resize(ref, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
+    assert np.array_equal(col.colorize(bgra), ref3)  # 4 channels default to BGRA (mss)
+    rgba = cv2.cvtColor(up, cv2.COLOR_RGB2RGBA)
+    assert np.array_equal(col.colorize(rgba, bgra=False), ref3)
+    assert np.array_equal(col.colorize(cv2.cvtColor(up, cv2.COLOR_RGB2BGR), bgra=True), ref3)
+    out_bgra = col.colorize(bgra, output="bgra")
+    assert out_bgra.shape == (432, 480, 4) and (out_bgra[..., 3] == 255).all()
+    assert np.array_equal(out_bgra[..., 2::-1], ref3)
+    grey = dmg_frame(6)
+    g_ref = col.colorize(grey)
+    assert np.array_equal(col.colorize(grey[:, :, None]), g_ref)
+    assert np.array_equal(col.colorize(np.repeat(grey[:, :, None], 3, axis=2)), g_ref)
+    assert np.array_equal(g_ref, ref)  # grey and green of one scene agree
+
+
+def test_blurred_video_frame_uses_each_pixels_own_lightness(tiny: Path) -> None:
+    col = Colorizer(tiny)
+    frame = cv2.resize(make_game_frames(1, 7)[0], (320, 288), interpolation=cv2.INTER_LINEAR)
+    out = col.colorize(frame)
+    assert out.shape == frame.shape
+    native_l = color.rgb_to_l(cv2.resize(frame, (160, 144), interpolation=cv2.INTER_AREA))
+    diff = np.abs(out.astype(int) - reference_up(col, native_l, color.rgb_to_l(frame)))
+    assert diff.max() <= 3 and (diff > 1).mean() < 0.01
+    # Not simply the native result upscaled: blur between cells is kept.
+    assert not np.array_equal(out, cv2.resize(col.colorize(cv2.resize(frame, (160, 144), interpolation=cv2.INTER_AREA)),
+                                              (320, 288), interpolation=cv2.INTER_NEAREST))
+
+
+# ----------------------------------------------------------------------------- smoothing
+def test_smoothing_lowers_flicker_on_a_static_scene(tmp_path: Path) -> None:
+    model = tiny_onnx(tmp_path / "wide.onnx", global_mix=10.0)
+    idx = dmg_index(8)
+    frames = []
+    for i in range(24):
+        f = GREYS[idx].copy()
+        y, x = 40 + (i % 5) * 3, 30 + (i * 7) % 90
+        f[y:y + 30, x:x + 30] = GREYS[(idx[y:y + 30, x:x + 30] + 1 + i % 3) % 4]  # a moving, changing sprite
+        frames.append(f)
+    outs = {}
+    for s in (0.0, 0.8):
+        col = Colorizer(model, smoothing=s)
+        outs[s] = [col.colorize(f) for f in frames]
+    raw, smooth = flicker(frames, outs[0.0]), flicker(frames, outs[0.8])
+    assert raw > 0.2  # the static scene changes colour although its L did not
+    assert smooth < 0.6 * raw
+    # Pixels whose L changed are not smoothed (no ghosting of the moving sprite).
+    changed = frames[-1] != frames[-2]
+    assert np.array_equal(outs[0.8][-1][changed], outs[0.0][-1][changed])
+
+
+def test_smoothing_is_validated(tiny: Path) -> None:
+    with pytest.raises(UserError, match="smoothing"):
+        Colorizer(tiny, smoothing=1.0)
+    col = Colorizer(tiny)
+    with pytest.raises(UserError):
+        col.smoothing = -0.1
+
+
+def test_flicker_metric_is_zero_for_identical_outputs() -> None:
+    f = dmg_frame(0)
+    out = np.dstack([f, f // 2, f])
+    assert flicker([f, f, f], [out, out, out]) == 0.0
+    other = out.copy()
+    other[0:10] = 255 - other[0:10]
+    assert flicker([f, f], [out, other]) > 0
+
+
+# ----------------------------------------------------------------------------- bad models
+def test_bad_model_files_are_one_line_user_errors(tmp_path: Path) -> None:
+    txt = tmp_path / "notes.onnx"
+    txt.write_text("this is not a model\n")
+    with pytest.raises(UserError, match="not a loadable ONNX"):
+        Colorizer(txt)
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(UserError, match="empty"):
+        Colorizer(empty)
+    with pytest.raises(UserError, match="input has|expected \\(B, 1, H, W\\)"):
+        Colorizer(tiny_onnx(tmp_path / "rgb_in.onnx", in_ch=3))
+    with pytest.raises(UserError, match="2, H, W"):
+        Colorizer(tiny_onnx(tmp_path / "three_out.onnx", out_ch=3))
+    with pytest.raises(UserError, match="fixed at 128x128"):
+        Colorizer(tiny_onnx(tmp_path / "fixed.onnx", size=(128, 128)))
+    with pytest.raises(UserError, match="not found"):
+        Colorizer(tmp_path / "missing.onnx")
+    with pytest.raises(UserError, match="folder"):
+        Colorizer(tmp_path)
+    # A model with a fixed native size is fine.
+    col = Colorizer(tiny_onnx(tmp_path / "native.onnx", size=(144, 160)))
+    assert col.colorize(dmg_frame(0)).shape == (144, 160, 3)
+    assert col.meta["arch"] == "tiny"
+
+
+# ----------------------------------------------------------------------------- weights
+@pytest.fixture
+def shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    import weights
+
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
+    return tmp_path
+
+
+def test_weights_empty_folder(shipped: Path) -> None:
+    import weights
+
+    assert weights.list_models() == []
+    with pytest.raises(UserError, match="no model is shipped"):
+        weights.resolve(weights.DEFAULT)
+    with pytest.raises(UserError, match="none shipped"):
+        weights.resolve("nope")
+
+
+def test_weights_list_and_resolve(shipped: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    import weights
+
+    tiny_onnx(shipped / "gbc-small.onnx")
+    tiny_onnx(shipped / "gbc-small.int8.onnx")
+    (shipped / "gbc-small.json").write_text(json.dumps({"description": "small and fast", "default": True}))
+    tiny_onnx(shipped / "other.onnx")
+    rows = weights.list_models()
+    assert [r["name"] for r in rows] == ["gbc-small", "other"]
+    assert rows[0]["description"] == "small and fast" and rows[0]["default"] is True
+    assert rows[0]["int8_path"] == shipped / "gbc-small.int8.onnx" and rows[1]["int8_path"] is None
+    assert weights.resolve("default") == shipped / "gbc-small.onnx"
+    assert weights.resolve("gbc-small", int8=True) == shipped / "gbc-small.int8.onnx"
+    assert weights.resolve("gbc-small.int8") == shipped / "gbc-small.int8.onnx"
+    with pytest.raises(UserError, match="no int8"):
+        weights.resolve("other", int8=True)
+    with pytest.raises(UserError, match="shipped: default, gbc-small, other"):
+        weights.resolve("unknown")
+    for bad in ("../gbc-small", "..", ".hidden"):
+        with pytest.raises(UserError):
+            weights.resolve(bad)
+    with pytest.raises(UserError, match="not found"):
+        weights.resolve("sub/gbc-small")
+    # An existing path wins over names; the engine takes names.
+    own = tiny_onnx(tmp_path_factory.mktemp("own") / "mine.onnx")
+    assert weights.resolve(str(own)) == own
+    assert Colorizer("other").name == "other"
+    assert weights.card_for(shipped / "gbc-small.int8.onnx")["description"] == "small and fast"
+
+
+def test_weights_single_model_is_the_default(shipped: Path) -> None:
+    import weights
+
+    tiny_onnx(shipped / "only.onnx")
+    assert weights.resolve(weights.DEFAULT) == shipped / "only.onnx"
+    assert weights.shipped_names() == ["default", "only"]
+
+
+# ----------------------------------------------------------------------------- torch-free
+def test_player_path_never_imports_torch(tiny: Path, tmp_path: Path) -> None:
+    img = tmp_path / "in.png"
+    cv2.imwrite(str(img), cv2.resize(dmg_frame(3), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
+    code = f"""
+import sys
+sys.modules['torch'] = None  # any 'import torch' now raises ImportError
+import numpy as np
+import realtime
+from realtime.engine import Colorizer
+from realtime.offline import colorize_path
+from realtime import bench  # noqa: F401
+assert realtime.Colorizer is Colorizer
+out = Colorizer({str(tiny)!r}).colorize(np.full((288, 320), 85, np.uint8))
+assert out.shape == (288, 320, 3)
+colorize_path({str(img)!r}, {str(tmp_path / 'out.png')!r}, model={str(tiny)!r}, log=None)
+bad = sorted(m for m in sys.modules
+             if m.split('.')[0] == 'models' or (m.split('.')[0] == 'torch' and sys.modules[m] is not None))
+print('LEAKED', bad)
+assert not bad, bad
+print('OK')
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "OK" in r.stdout
+    assert (tmp_path / "out.png").is_file()
