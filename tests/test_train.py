@@ -1,0 +1,302 @@
+"""Training: learning happens, resume is exact, files are valid, bad input is one clear error."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import make_game_frames, shared_path
+
+import models
+import retrocolor
+from dataset.color import AB_SCALE, DMG_LEVELS_L, posterize_l, rgb_to_l, rgb_to_lab
+from dataset.loader import load_frames
+from models.checkpoint import load_model
+from models.data import Augment, TensorData, build_batch, holdout_split, posterize_tensor, sample_params
+from models.metrics import LutBaseline, frame_metrics
+from models.train import TrainConfig, flatten_state, train, unflatten_state
+from utils.errors import UserError
+from utils.images import write_png
+
+W, H = 48, 40
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Two OpenMP threads on a shared 2-core runner spin against each other (~50x slower).
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def write_game(root: Path, name: str, n: int, seed: int, twins: int = 0, w: int = W, h: int = H) -> Path:
+    """A game folder of ``n`` synthetic frames; the first ``twins`` get DMG twins in dmg/."""
+    d = root / name
+    d.mkdir(parents=True)
+    frames = make_game_frames(n, seed, w=w, h=h)
+    for i, f in enumerate(frames):
+        write_png(d / f"f{i:04d}.png", f)
+        if i < twins:
+            (d / "dmg").mkdir(exist_ok=True)
+            shade = np.digitize(rgb_to_l(f), [25, 50, 75])
+            write_png(d / "dmg" / f"f{i:04d}.png", np.array([0, 85, 170, 255], np.uint8)[shade])
+    return d
+
+
+@pytest.fixture
+def data2(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    write_game(root, "alpha", 10, 1, twins=4)
+    write_game(root, "beta", 10, 2)
+    return root
+
+
+def cfg_for(data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(arch="v0", data=[data], out=out, epochs=3, batch_size=4, crop=0, lr=3e-3, cache_dir=None,
+                show_progress=False, sample_frames=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def log_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def final_weights(run: Path) -> dict[str, torch.Tensor]:
+    model, _ = load_model(run / "last")
+    return model.state_dict()
+
+
+# ----------------------------------------------------------------------------- learning
+def test_loss_falls_and_files_are_valid(data2: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    res = train(cfg_for(data2, run, epochs=4, preset="reference", lr=1e-3))
+    rows = log_rows(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    losses = [float(r["train_loss"]) for r in rows]
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert float(rows[-1]["val_mse_ab"]) < float(rows[0]["val_mse_ab"])
+    assert set(rows[0]) >= {"epoch", "step", "train_loss", "val_loss", "val_mse_ab", "val_acc10", "lr", "seconds"}
+    # Checkpoints load, record their training data and the held-out block.
+    for name in ("best", "last"):
+        model, meta = load_model(run / name)
+        assert meta["arch"] == "v0"
+        assert meta["data"] == [str(data2.resolve())]
+        assert meta["holdout"] == {"fraction": 0.1, "gap": 2}
+    assert res.best_epoch == int(min(rows, key=lambda r: float(r["val_mse_ab"]))["epoch"])
+    assert "best epoch" in str(res) and str(run / "best.safetensors") in str(res)
+    # Plots are real PNGs.
+    img = cv2.imread(str(run / "loss.png"))
+    assert img is not None and img.shape[0] > 100
+    for e in (1, 4):
+        s = cv2.imread(str(run / "samples" / f"epoch_{e:03d}.png"))
+        assert s is not None and s.shape[0] >= 3 * H and s.shape[1] == 2 * W
+    st = json.loads((run / "state.json").read_text())
+    assert st["epoch"] == 4 and st["arch"] == "v0"
+
+
+def _one_frame_with_ambiguity() -> np.ndarray:
+    """A frame where one lightness means two colours (green tiles, red blocks): no LUT can fit it."""
+    f = make_game_frames(1, seed=3, w=32, h=24)[0].repeat(2, 0).repeat(2, 1).copy()
+    red = np.array([183, 101, 40], np.uint8)  # same L as the palette's green (40, 140, 60)
+    assert abs(float(rgb_to_l(red)) - float(rgb_to_l(np.array([40, 140, 60], np.uint8)))) < 0.01
+    f[8:24, 8:24] = red
+    f[28:40, 40:56] = red
+    return f
+
+
+def test_alpha_demo_overfits_one_frame(tmp_path: Path) -> None:
+    """The articles' "alpha" demo: v0 memorises one frame far beyond what the L->ab LUT can do."""
+    f = _one_frame_with_ambiguity()
+    write_png(tmp_path / "one" / "f.png", f)
+    data = TensorData(load_frames([tmp_path / "one"], size=None, show_progress=False))
+    torch.manual_seed(0)
+    model = models.create("v0")
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    aug = Augment()
+    idx = torch.tensor([0])
+    for _ in range(600):
+        x, y, _ = build_batch(data, idx, sample_params(1, torch.Generator().manual_seed(0), aug, data.hw), aug)
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    lab = rgb_to_lab(f)[None]
+    with torch.no_grad():
+        pred = model(x).permute(0, 2, 3, 1).numpy() * AB_SCALE
+    mse = float(frame_metrics(pred, lab[..., 1:])["mse_ab"][0])
+    lut = LutBaseline()
+    lut.update(lab[..., 0], lab[..., 1:])
+    lut_mse = float(frame_metrics(lut.predict(lab[..., 0]), lab[..., 1:])["mse_ab"][0])
+    # Measured: model ~0.0004, LUT ~0.0147, gray ~0.054.
+    assert mse < 0.0015, mse
+    assert mse < lut_mse / 10, (mse, lut_mse)
+
+
+# ----------------------------------------------------------------------------- resume
+def test_resume_is_bit_exact(data2: Path, tmp_path: Path) -> None:
+    # ours preset: cosine schedule, AdamW, crops, flips, DMG look and twins all in play.
+    kw = dict(preset="ours", epochs=4, crop=32, dmg_aug=0.5, twin_prob=0.5, lr=None)
+    full = tmp_path / "full"
+    train(cfg_for(data2, full, **kw))
+    part = tmp_path / "part"
+    res = train(cfg_for(data2, part, stop_after_epoch=2, **kw))
+    assert res.stopped_early and len(log_rows(part)) == 2
+    train(cfg_for(data2, part, resume=True, **kw))
+    a, b = final_weights(full), final_weights(part)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert drop(log_rows(full)) == drop(log_rows(part))
+
+
+def test_resume_extends_constant_lr_run(data2: Path, tmp_path: Path) -> None:
+    """reference preset (constant lr): 4 epochs == 2 epochs, then --resume --epochs 4."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(cfg_for(data2, full, preset="reference", epochs=4))
+    train(cfg_for(data2, part, preset="reference", epochs=2))
+    train(cfg_for(data2, part, preset="reference", epochs=4, resume=True))
+    a, b = final_weights(full), final_weights(part)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # And it really trained past epoch 2 (the test would pass vacuously otherwise).
+    assert [r["epoch"] for r in log_rows(part)] == ["1", "2", "3", "4"]
+
+
+def test_state_flatten_roundtrip() -> None:
+    m = models.create("v0")
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    m(torch.rand(2, 1, 16, 16)).mean().backward()
+    opt.step()
+    tensors: dict[str, torch.Tensor] = {}
+    skel = flatten_state({"opt": opt.state_dict(), "np": np.random.get_state(), "t": (1, 2.5, None)}, tensors, "s")
+    text = json.dumps(skel)
+    back = unflatten_state(json.loads(text), tensors)
+    o2 = torch.optim.AdamW(models.create("v0").parameters(), lr=1e-3)
+    o2.load_state_dict(back["opt"])
+    s1, s2 = opt.state_dict()["state"], o2.state_dict()["state"]
+    assert all(torch.equal(s1[i]["exp_avg"], s2[i]["exp_avg"]) for i in s1)
+    assert back["t"] == (1, 2.5, None)
+    np.random.set_state(back["np"])
+
+
+# ----------------------------------------------------------------------------- data pieces
+def test_holdout_is_contiguous_tail_with_gap(data2: Path) -> None:
+    fs = load_frames([data2], size=None, show_progress=False)
+    tr, va = holdout_split(fs, 0.2, gap=1)
+    for g in range(2):
+        idx = np.nonzero(fs.game == g)[0]
+        assert list(va[fs.game[va] == g]) == list(idx[-2:])
+        assert list(tr[fs.game[tr] == g]) == list(idx[:-3])
+
+
+def test_dmg_look_and_twin_inputs(data2: Path) -> None:
+    fs = load_frames([data2], size=None, show_progress=False)
+    data = TensorData(fs)
+    L = data.L[:3].float()
+    fixed = posterize_tensor(L, torch.tensor([[25.0, 50.0, 75.0]] * 3))
+    assert torch.allclose(fixed[:, 0], torch.from_numpy(posterize_l(L[:, 0].numpy())))
+    assert set(np.unique(fixed.numpy())) <= set(DMG_LEVELS_L.tolist())
+    # twin_prob=1: frames with a twin get the twin's L, the others their own L.
+    aug = Augment(twin_prob=1.0)
+    idx = torch.arange(len(data))
+    p = sample_params(len(idx), torch.Generator().manual_seed(0), aug, data.hw)
+    x, _, _ = build_batch(data, idx, p, aug)
+    has = data.has_twin
+    assert has.sum() == 4
+    assert torch.equal(x[has], data.twin_L[has].float() / 100)
+    assert torch.equal(x[~has], data.L[~has].float() / 100)
+    # DMG look: 4 levels only, thresholds jittered (not all samples identical to the fixed rule).
+    aug = Augment(dmg_aug=1.0)
+    p = sample_params(len(idx), torch.Generator().manual_seed(1), aug, data.hw)
+    x, _, _ = build_batch(data, idx, p, aug)
+    assert set(np.unique((x * 100).numpy()).round(3)) <= set(DMG_LEVELS_L.round(3).tolist())
+    assert float(p["thr"].std(0).min()) > 1.0
+
+
+def test_gan_phase_runs(data2: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    res = train(cfg_for(data2, run, epochs=1, gan=True, gan_critic_steps=2, steps_per_epoch=2, crop=32))
+    assert res.gan_path is not None and res.gan_path.is_file()
+    phases = [r["phase"] for r in log_rows(run)]
+    assert phases == ["generator", "critic", "gan"]
+    assert all(r["critic_loss"] for r in log_rows(run)[1:])
+    g, _ = load_model(run / "gan")
+    b, _ = load_model(run / "best")
+    assert any(not torch.equal(g.state_dict()[k], b.state_dict()[k]) for k in b.state_dict())
+
+
+def test_fusion_and_unet_train_a_step(data2: Path, tmp_path: Path) -> None:
+    """Each arch with its preferred loss (unet: ce+l1 with rebalancing; fusion: mse + game CE)."""
+    for arch in ("unet", "fusion"):
+        run = tmp_path / arch
+        train(cfg_for(data2, run, arch=arch, epochs=1, steps_per_epoch=1, crop=32, lr=None, batch_size=2))
+        _, meta = load_model(run / "last")
+        assert meta["loss"] == {"unet": "ce+l1", "fusion": "mse"}[arch]
+        assert np.isfinite(float(log_rows(run)[0]["val_mse_ab"]))
+
+
+@pytest.mark.shared
+def test_train_on_real_slice(tmp_path: Path) -> None:
+    gbc = shared_path("data", "gbc")
+    run = tmp_path / "run"
+    res = train(TrainConfig(arch="v0", data=[gbc / "big2small", gbc / "aevilia"], out=run, epochs=1, batch_size=4,
+                            steps_per_epoch=2, crop=64, limit_per_game=20, cache_dir=None, show_progress=False))
+    assert res.best_val["mse_ab"] < 0.2
+    assert load_model(run)[1]["games"] == ["big2small", "aevilia"]
+
+
+# ----------------------------------------------------------------------------- bad input
+def cli(*argv: str) -> int:
+    return retrocolor.main(["train", "--cache-dir", "none", *argv])
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], rc: int, *words: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert err.startswith("retrocolor: error:") and "\n" not in err and "Traceback" not in err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+def test_bad_inputs_are_one_line_errors(data2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "o")
+    one_line_error(capsys, cli("--arch", "v0", "--data", str(tmp_path / "nope"), "--out", out), "not found")
+    (tmp_path / "empty").mkdir()
+    one_line_error(capsys, cli("--arch", "v0", "--data", str(tmp_path / "empty"), "--out", out), "no frames")
+    one_line_error(capsys, cli("--arch", "nosuch", "--data", str(data2), "--out", out), "unknown arch", "v0", "unet")
+    mixed = tmp_path / "mixed"
+    write_game(mixed, "a", 3, 1)
+    write_png(mixed / "a" / "zz.png", make_game_frames(1, 5, w=64, h=40)[0])
+    one_line_error(capsys, cli("--arch", "v0", "--data", str(mixed), "--out", out), "mixed sizes")
+    one_line_error(capsys, cli("--arch", "v0", "--data", str(data2), "--out", out, "--resume"), "no training state")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("keep me")
+    one_line_error(capsys, cli("--arch", "v0", "--data", str(data2), "--out", str(tmp_path / "full")), "not empty")
+    assert (tmp_path / "full" / "x.txt").read_text() == "keep me"
+    one_line_error(capsys, cli("--arch", "v0", "--data", str(data2), "--out", out, "--crop", "20"), "multiple of 8")
+
+
+def test_corrupt_png_is_skipped_and_reported(data2: Path, tmp_path: Path) -> None:
+    (data2 / "beta" / "f0003.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    res = train(cfg_for(data2, tmp_path / "run", epochs=1, steps_per_epoch=1))
+    assert any("f0003.png" in n and "skipped" in n for n in res.notes), res.notes
+    assert "f0003.png" in str(res)
+
+
+def test_resume_errors(data2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    train(cfg_for(data2, run, epochs=1, steps_per_epoch=1))
+    one_line_error(capsys, cli("--arch", "unet", "--data", str(data2), "--out", str(run), "--resume"), "'v0' run")
+    st = run / "state.safetensors"
+    st.write_bytes(st.read_bytes()[: st.stat().st_size // 2])
+    one_line_error(capsys, cli("--arch", "v0", "--data", str(data2), "--out", str(run), "--resume", "--epochs", "2"),
+                   "truncated")
+    with pytest.raises(UserError, match="unreadable or truncated"):
+        train(cfg_for(data2, run, resume=True, epochs=2))
