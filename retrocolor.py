@@ -83,7 +83,7 @@ def cmd_extract(a: argparse.Namespace) -> int:
 def cmd_dataset_info(a: argparse.Namespace) -> int:
     from dataset.tools import format_info, info
 
-    result = info(a.data)
+    result = info(a.data, sample_per_game=a.sample)
     if a.json:
         _print_json(result)
     else:
@@ -103,7 +103,7 @@ def cmd_dataset_split(a: argparse.Namespace) -> int:
     from dataset.tools import split
 
     summary = split(a.data, a.output, by=a.by, val=a.val, test=a.test, blocks=a.blocks, gap=a.gap,
-                    seed=a.seed, test_games=a.test_games)
+                    seed=a.seed, test_games=a.test_games, force=a.force)
     print(summary)
     return 0
 
@@ -111,7 +111,7 @@ def cmd_dataset_split(a: argparse.Namespace) -> int:
 def cmd_dataset_merge(a: argparse.Namespace) -> int:
     from dataset.tools import merge
 
-    summary = merge(a.data, a.output)
+    summary = merge(a.data, a.output, force=a.force)
     print(summary)
     return 0
 
@@ -122,7 +122,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     cfg = TrainConfig.from_args(a)
     result = train(cfg)
-    print(result)
+    if str(result):  # empty on DDP ranks other than 0
+        print(result)
     return 0
 
 
@@ -134,6 +135,98 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         grid_path=a.grid, limit_per_game=a.limit_per_game,
     )
     print(format_report(report))
+    return 0
+
+
+# --------------------------------------------------------------------------- step 3: live, play, demo
+def _region(text: str) -> tuple[int, int, int, int]:
+    """X,Y,W,H in screen pixels; X and Y may be negative (monitors left of or above the primary)."""
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y,W,H (four integers), got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"region must have a positive size, got {text!r}")
+    return x, y, w, h
+
+
+def cmd_live(a: argparse.Namespace) -> int:
+    from realtime.live import LiveOptions, run_live
+
+    stats = run_live(LiveOptions(
+        window=a.window, region=a.region, model=a.model, scale=a.scale, borderless=a.borderless, on_top=a.on_top,
+        position=a.position, seconds=a.seconds, stats_json=a.stats_json, smoothing=a.smoothing,
+        screenshot_dir=a.screenshot_dir,
+    ))
+    lat = stats["capture_to_display"]
+    print(f"live: {stats['frames']} frames shown in {stats['seconds']:.1f} s ({stats['fps']} fps; captured "
+          f"{stats['frames_captured']}, colorized {stats['frames_colorized']}); colorize p50 "
+          f"{stats['stages']['colorize']['p50_ms']} ms; capture-to-display p50 {lat['p50_ms']} ms, "
+          f"p99 {lat['p99_ms']} ms")
+    if a.stats_json:
+        print(f"stats: {a.stats_json}")
+    return 0
+
+
+def cmd_play(a: argparse.Namespace) -> int:
+    from realtime.play import PlayOptions, play
+
+    res = play(a.rom, PlayOptions(model=a.model, headless=a.headless, frames=a.frames, seconds=a.seconds,
+                                  record=a.record, scale=a.scale, side_by_side=a.side_by_side,
+                                  stats_json=a.stats_json, smoothing=a.smoothing))
+    print(res.summary())
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from realtime.demo import run_demo
+
+    res = run_demo(seconds=a.seconds, model=a.model, record=a.record, headless=a.headless, scale=a.scale)
+    print(res.summary())
+    return 0
+
+
+# --------------------------------------------------------------------------- export, colorize, bench, models
+def cmd_export(a: argparse.Namespace) -> int:
+    from models.export import export_onnx
+
+    if a.int8_output is not None and not a.int8:
+        raise UserError("--int8-output needs --int8")
+    export_onnx(a.checkpoint, a.output, calib=a.calib, int8=a.int8, int8_output=a.int8_output, card=not a.no_card,
+                calib_frames=a.calib_frames)
+    return 0
+
+
+def cmd_colorize(a: argparse.Namespace) -> int:
+    from realtime.offline import colorize_path
+
+    colorize_path(a.input, a.output, model=a.model, side_by_side=a.side_by_side, smoothing=a.smoothing,
+                  threads=a.threads)
+    return 0
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from realtime.bench import run_bench
+
+    run_bench(a.model, seconds=a.seconds, frames=a.frames, threads=a.threads, scale=a.scale, json_path=a.json)
+    return 0
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    import weights
+
+    rows = weights.list_models()
+    if a.json:
+        _print_json([{k: (str(v) if isinstance(v, Path) else v) for k, v in r.items() if k != "card"} for r in rows])
+        return 0
+    if not rows:
+        print(f"no shipped models in {weights.WEIGHTS_DIR} (make one: retrocolor export CHECKPOINT -o MODEL.onnx)")
+        return 0
+    for r in rows:
+        flags = " [default]" if r["default"] else ""
+        int8 = " (+int8)" if r["int8_path"] else ""
+        print(f"{r['name']}{flags}{int8}: {r['description'] or '(no model card)'}")
+        print(f"    {r['path']}")
     return 0
 
 
@@ -155,21 +248,26 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     # download
-    sp = add("download", cmd_download, "download a gameplay video (YouTube URL, any yt-dlp URL, file:// URL or local path)")
+    sp = add("download", cmd_download,
+             "download a gameplay video (YouTube URL, any yt-dlp URL, file:// URL or local path)")
     sp.add_argument("url", help="video or playlist URL, file:// URL, or a local file path")
     sp.add_argument("-o", "--output", type=Path, default=Path("."), help="output folder (default: .)")
-    sp.add_argument("--max-height", type=int, default=720, help="best video-only stream up to this height (default 720)")
+    sp.add_argument("--max-height", type=int, default=720,
+                    help="best video-only stream up to this height (default 720)")
 
     # extract
     sp = add("extract", cmd_extract, "extract native 160x144 frames from a longplay video into a dataset")
     sp.add_argument("video", type=Path, help="video file")
     sp.add_argument("-o", "--output", type=Path, required=True, help="dataset folder (frames/ + manifest.jsonl)")
-    sp.add_argument("--every-seconds", type=_positive_float, default=0.5, help="sample one frame every S seconds (default 0.5)")
+    sp.add_argument("--every-seconds", type=_positive_float, default=0.5,
+                    help="sample one frame every S seconds (default 0.5)")
     sp.add_argument("--start", type=_timestamp, default=None, help="start time (seconds or HH:MM:SS)")
     sp.add_argument("--end", type=_timestamp, default=None, help="end time (seconds or HH:MM:SS)")
-    sp.add_argument("--crop", type=_crop, default=None, help="game screen rectangle X,Y,W,H in video pixels (default: detect)")
+    sp.add_argument("--crop", type=_crop, default=None,
+                    help="game screen rectangle X,Y,W,H in video pixels (default: detect)")
     sp.add_argument("--dedupe-distance", type=int, default=4,
-                    help="drop a frame whose perceptual hash is within this Hamming distance of a kept one (default 4)")
+                    help="drop a frame whose perceptual hash is within this Hamming distance of a recently kept one "
+                    "with similar colours (default 4; negative: keep near-duplicates)")
 
     # dataset tools
     ds = sub.add_parser("dataset", help="inspect, preview, split and merge datasets", description="dataset tools")
@@ -179,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_dataset_info)
     sp.add_argument("data", nargs="+", type=Path)
     sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sp.add_argument("--sample", type=int, default=200,
+                    help="frames per game decoded for colour statistics, evenly spaced (0 = all; default 200)")
     sp = dsub.add_parser("preview", help="write a contact-sheet PNG")
     sp.set_defaults(func=cmd_dataset_preview)
     sp.add_argument("data", nargs="+", type=Path)
@@ -186,21 +286,28 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--count", type=int, default=48, help="frames to show (spread evenly over the set)")
     sp.add_argument("--columns", type=int, default=8)
     sp.add_argument("--scale", type=int, default=1, help="integer upscale of each frame")
-    sp = dsub.add_parser("split", help="train/val/test split by contiguous time blocks or by game (never random frames)")
+    sp = dsub.add_parser("split",
+                         help="train/val/test split by contiguous time blocks or by game (never random frames)")
     sp.set_defaults(func=cmd_dataset_split)
     sp.add_argument("data", nargs="+", type=Path)
-    sp.add_argument("-o", "--output", type=Path, required=True, help="folder that gets train/, val/, test/ and split.json")
+    sp.add_argument("-o", "--output", type=Path, required=True,
+                    help="new folder that gets train/, val/, test/ and split.json")
     sp.add_argument("--by", choices=["time", "game"], default="time")
-    sp.add_argument("--val", type=float, default=0.1, help="share of each game's time blocks for validation (by=time)")
-    sp.add_argument("--test", type=float, default=0.1, help="share of each game's time blocks for test (by=time)")
-    sp.add_argument("--blocks", type=int, default=20, help="contiguous time blocks per game (by=time)")
-    sp.add_argument("--gap", type=int, default=2, help="frames dropped at each block boundary, against leakage (by=time)")
-    sp.add_argument("--test-games", nargs="*", default=None, help="games held out for test (by=game)")
+    sp.add_argument("--val", type=float, default=0.1,
+                    help="share of each game's time blocks for validation (by=game: of each train game's)")
+    sp.add_argument("--test", type=float, default=0.1,
+                    help="share of each game's time blocks for test (by=game: share of games, unless --test-games)")
+    sp.add_argument("--blocks", type=int, default=20, help="contiguous time blocks per game (default 20)")
+    sp.add_argument("--gap", type=int, default=2,
+                    help="frames dropped at each boundary between splits, against near-duplicate leakage (default 2)")
+    sp.add_argument("--test-games", nargs="*", default=None, help="games held out for test (by=game; default: by seed)")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier, different split")
     sp = dsub.add_parser("merge", help="merge several games' datasets into one genre set")
     sp.set_defaults(func=cmd_dataset_merge)
     sp.add_argument("data", nargs="+", type=Path)
     sp.add_argument("-o", "--output", type=Path, required=True)
+    sp.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier merged set")
 
     # train
     sp = add("train", cmd_train, "train a colorizer (needs retrocolor[train])")
@@ -218,6 +325,91 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", type=Path, default=None, help="write the metrics as JSON")
     sp.add_argument("--grid", type=Path, default=None, help="write an input / prediction / truth PNG grid")
     sp.add_argument("--limit-per-game", type=int, default=None, help="evaluate at most N frames per game")
+    # live
+    sp = add("live", cmd_live, "colorize a running emulator's window in real time (X11)")
+    sp.epilog = (
+        "keys in the retrocolor window: F or Space toggle the filter, S side-by-side grey | colour, P screenshot "
+        "(PNG in --screenshot-dir), M next model (--model, then every shipped one), O fps/latency overlay, "
+        "Esc or Q quit. The emulator window is followed when it moves, re-detected when resized, waited for when "
+        "minimised; closing it ends the run with exit code 0.")
+    src = sp.add_mutually_exclusive_group()
+    src.add_argument("--window", metavar="TITLE", help="capture the window whose title contains TITLE "
+                     "(default: look for mGBA, SameBoy, BGB, VisualBoyAdvance, RetroArch, PyBoy, ...)")
+    src.add_argument("--region", metavar="X,Y,W,H", type=_region, help="capture this screen rectangle instead")
+    sp.add_argument("--model", default=None, help="shipped model name or .onnx path (default: the shipped default)")
+    sp.add_argument("--scale", type=int, default=3, help="integer scale of the 160x144 output (default 3)")
+    sp.add_argument("--borderless", action="store_true", help="window without decorations")
+    sp.add_argument("--on-top", action="store_true", help="keep the window above others (best effort, via the WM)")
+    sp.add_argument("--position", choices=["beside", "over"], default="beside",
+                    help="beside the emulator (default), or over it (reads the covered window via XComposite)")
+    sp.add_argument("--seconds", type=_positive_float, default=None, help="stop after S seconds (scripted runs)")
+    sp.add_argument("--stats-json", type=Path, default=None,
+                    help="write fps, frame counts, per-stage p50/p99 and capture-to-display latency as JSON")
+    sp.add_argument("--smoothing", type=float, default=0.0, help="temporal smoothing of the colours, 0..1 (default 0)")
+    sp.add_argument("--screenshot-dir", type=Path, default=Path("."), help="where P writes screenshots (default .)")
+
+    # play
+    sp = add("play", cmd_play, "play a Game Boy ROM in PyBoy, colorized live")
+    sp.epilog = ("game keys: arrows = d-pad, Z = A, X = B, Enter = Start, Backspace or right Shift = Select; "
+                 "F or Space toggle the filter, S side-by-side, P screenshot, M next model, O overlay, Esc quit.")
+    sp.add_argument("rom", type=Path, help="Game Boy ROM (.gb; dual-mode .gbc games run in monochrome mode)")
+    sp.add_argument("--model", default=None, help="shipped model name or .onnx path (default: the shipped default)")
+    sp.add_argument("--scale", type=int, default=3, help="integer window/video scale (default 3)")
+    sp.add_argument("--headless", action="store_true", help="no window, no pacing: run --frames as fast as possible")
+    sp.add_argument("--frames", type=int, default=None, help="stop after N frames")
+    sp.add_argument("--seconds", type=_positive_float, default=None, help="stop after S seconds")
+    sp.add_argument("--record", type=Path, default=None, help="write the colorized frames to an MP4 (mp4v)")
+    sp.add_argument("--side-by-side", action="store_true", help="show/record grey | colour side by side")
+    sp.add_argument("--stats-json", type=Path, default=None, help="write timings and frame counts as JSON")
+    sp.add_argument("--smoothing", type=float, default=0.0, help="temporal smoothing of the colours, 0..1")
+
+    # demo
+    sp = add("demo", cmd_demo, "see the filter work now: a built-in homebrew cartridge in PyBoy, grey | colour")
+    sp.add_argument("--seconds", type=_positive_float, default=20.0, help="how long to run (default 20)")
+    sp.add_argument("--record", type=Path, default=None,
+                    help="also write an MP4 (default without a display: a file in the temp folder)")
+    sp.add_argument("--headless", action="store_true", help="no window: write an MP4 and a PNG and print their paths")
+    sp.add_argument("--model", default=None, help="shipped model name or .onnx path (default: the shipped default)")
+    sp.add_argument("--scale", type=int, default=3, help="integer scale (default 3)")
+
+    # export
+    sp = add("export", cmd_export, "export a checkpoint to ONNX for the player (parity-checked; optional int8)")
+    sp.add_argument("checkpoint", type=Path, help="checkpoint: run folder, .safetensors/.json file or stem")
+    sp.add_argument("-o", "--output", type=Path, required=True,
+                    help="MODEL.onnx to write (also MODEL.json, the model card)")
+    sp.add_argument("--calib", nargs="+", type=Path, default=None,
+                    help="real frames (folders/files) for the parity check and int8 calibration "
+                    "(default: the checkpoint's recorded data, else synthetic frames)")
+    sp.add_argument("--calib-frames", type=int, default=64, help="how many frames to use (default 64)")
+    sp.add_argument("--int8", action="store_true",
+                    help="also write a static int8 (QDQ) model and report its speed and quality")
+    sp.add_argument("--int8-output", type=Path, default=None, help="int8 file (default: MODEL.int8.onnx)")
+    sp.add_argument("--no-card", action="store_true", help="do not write the MODEL.json model card")
+
+    # colorize
+    sp = add("colorize", cmd_colorize, "colorize an image, a folder of images or a video (audio kept)")
+    sp.add_argument("input", type=Path, help="image, folder of images, or video")
+    sp.add_argument("-o", "--output", type=Path, required=True, help="image, folder, or video file to write")
+    sp.add_argument("--model", default="default",
+                    help="shipped model name or .onnx path (default: the shipped default)")
+    sp.add_argument("--side-by-side", action="store_true", help="write input | colorized side by side")
+    sp.add_argument("--smoothing", type=float, default=0.0,
+                    help="video only: temporal smoothing of colours on unchanged pixels, 0..1 (default 0)")
+    sp.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
+
+    # bench
+    sp = add("bench", cmd_bench, "measure per-stage latency (capture ... display) and sustained fps of each model")
+    sp.add_argument("--model", nargs="+", default=None,
+                    help="models to time (names or .onnx paths; int8 twins are added); default: every shipped model")
+    sp.add_argument("--seconds", type=_positive_float, default=5.0, help="measured seconds per model (default 5)")
+    sp.add_argument("--frames", type=int, default=None, help="measure exactly N frames per model instead")
+    sp.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
+    sp.add_argument("--scale", type=int, default=1, help="input upscale, as an emulator window at Nx (default 1)")
+    sp.add_argument("--json", type=Path, default=None, help="write the results as JSON")
+
+    # models
+    sp = add("models", cmd_models, "list the shipped models")
+    sp.add_argument("--json", action="store_true", help="print JSON")
     return p
 
 
@@ -227,7 +419,8 @@ def _train_args_adder() -> Callable[[argparse.ArgumentParser], None]:
     def add(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--arch", default="unet", help="model name (see models.list_models)")
         sp.add_argument("--data", nargs="+", type=Path, required=True, help="training frames")
-        sp.add_argument("--val", nargs="+", type=Path, default=None, help="validation frames (default: hold out time blocks of --data)")
+        sp.add_argument("--val", nargs="+", type=Path, default=None,
+                        help="validation frames (default: hold out time blocks of --data)")
         sp.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log.csv, plots)")
         sp.add_argument("--preset", choices=["ours", "reference"], default="ours",
                         help="reference: MSE, RMSprop lr 1e-3, batch 32, 30 epochs, as the articles")
@@ -235,16 +428,24 @@ def _train_args_adder() -> Callable[[argparse.ArgumentParser], None]:
         sp.add_argument("--batch-size", type=int, default=None)
         sp.add_argument("--lr", type=float, default=None)
         sp.add_argument("--loss", choices=["mse", "l1", "huber", "ce", "ce+l1"], default=None)
-        sp.add_argument("--crop", type=int, default=None, help="random crop size for training (multiple of 8)")
-        sp.add_argument("--dmg-aug", type=float, default=None, help="probability of the 4-shade 'DMG look' augmentation")
+        sp.add_argument("--crop", type=int, default=None,
+                        help="random square crop for training (multiple of 8; 0: whole frames)")
+        sp.add_argument("--dmg-aug", type=float, default=None,
+                        help="probability of the 4-shade 'DMG look' augmentation")
         sp.add_argument("--steps-per-epoch", type=int, default=None, help="cap the steps per epoch (quick runs)")
         sp.add_argument("--limit-per-game", type=int, default=None, help="use at most N frames per game")
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
         sp.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="mixed precision (auto: on CUDA)")
-        sp.add_argument("--workers", type=int, default=0)
+        sp.add_argument("--workers", type=int, default=0, help="unused: frames are held in memory as tensors")
         sp.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
         sp.add_argument("--gan", action="store_true", help="NoGAN fine-tuning phase after the generator is trained")
+        sp.add_argument("--twin-prob", type=float, default=None,
+                        help="probability of feeding a frame's real monochrome twin as input, where it has one")
+        sp.add_argument("--val-fraction", type=float, default=None,
+                        help="share of each game (its last frames in play order) held out without --val (0.1)")
+        sp.add_argument("--cache-dir", default=None,
+                        help="decoded-frame cache ($RETROCOLOR_CACHE, else ~/.cache/retrocolor/frames; 'none': off)")
 
     return add
 
@@ -267,7 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the last line of defence against bare tracebacks
         if debug:
             raise
-        print(f"retrocolor: internal error: {type(e).__name__}: {' '.join(str(e).split())} (run with --debug for details)",
+        detail = " ".join(str(e).split())
+        print(f"retrocolor: internal error: {type(e).__name__}: {detail} (run with --debug for details)",
               file=sys.stderr)
         return 1
 

@@ -86,7 +86,9 @@ def read_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.n
         raise UserError(f"no such image file: {p}")
     size = header_size(p)
     if size is not None and size[0] * size[1] > max_pixels:
-        raise UserError(f"{p}: image is {size[0]}x{size[1]}, larger than the {max_pixels} pixel limit; refusing to decode")
+        raise UserError(
+            f"{p}: image is {size[0]}x{size[1]}, larger than the {max_pixels} pixel limit; refusing to decode"
+        )
     buf = np.fromfile(p, dtype=np.uint8)
     if buf.size == 0:
         raise UserError(f"{p}: empty file, not an image")
@@ -123,4 +125,6 @@ def write_png(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name (play order for our datasets)."""
     d = Path(folder)
-    return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    return sorted(
+        p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
