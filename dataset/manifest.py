@@ -10,7 +10,9 @@ file was edited or damaged by something else, and is reported instead of guessed
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,9 @@ from utils.fsio import append_line_durable
 
 MANIFEST_NAME = "manifest.jsonl"
 REQUIRED_KEYS = ("file", "source", "frame_index", "timestamp", "hash", "crop")
+#: What ``file`` may be: a PNG directly inside ``frames/`` (what extract writes), nothing else.
+_SAFE_FILE = re.compile(r"frames/[A-Za-z0-9_-][A-Za-z0-9_.-]{0,200}\.png")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass
@@ -63,13 +68,34 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:
+    """One record, or None when the line is not a well-formed record of ours.
+
+    Types are checked here, once, because readers use the fields directly (``out / rec["file"]``,
+    ``int(rec["hash"], 16)``): a hand-edited or hostile manifest must be reported as a bad line,
+    never crash a reader or point it at a file outside ``DATASET/frames/``.
+    """
     try:
         rec = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # JSONDecodeError is a ValueError
         return None
     if not isinstance(rec, dict) or not all(k in rec for k in REQUIRED_KEYS):
         return None
-    return rec
+    return rec if _valid(rec) else None
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _valid(rec: dict[str, Any]) -> bool:
+    """Field types, and ``file`` = ``frames/NAME.png`` with a plain name (no traversal)."""
+    f = rec["file"]
+    if not isinstance(f, str) or not _SAFE_FILE.fullmatch(f):
+        return False
+    idx, h, crop = rec["frame_index"], rec["hash"], rec["crop"]
+    return (isinstance(rec["source"], str) and isinstance(idx, int) and not isinstance(idx, bool) and idx >= 0
+            and _is_num(rec["timestamp"]) and isinstance(h, str) and _HEX16.fullmatch(h) is not None
+            and isinstance(crop, list) and len(crop) == 4 and all(_is_num(v) for v in crop))
 
 
 def repair_manifest(path: str | os.PathLike[str]) -> Manifest:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -48,10 +49,24 @@ def save_model(stem: str | os.PathLike[str], model: nn.Module, meta: dict[str, A
         raise ValueError("model has no .arch: build it with models.create()")
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     st = stem.with_name(stem.name + ".safetensors")
+    # The pair is two renames, so a kill can fall between them.  The weights file therefore also
+    # carries the JSON (and an id the JSON repeats): a reader that finds the JSON missing or from
+    # another save uses the copy that was committed with the weights (see read_meta).
+    info["weights_id"] = uuid.uuid4().hex
     with atomic_path(st) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "arch": str(info["arch"])})
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "arch": str(info["arch"]),
+                                               "weights_id": info["weights_id"], "meta": json.dumps(info)})
     atomic_write_json(stem.with_name(stem.name + ".json"), info)
     return st
+
+
+def _embedded(st: Path) -> dict[str, str]:
+    """The safetensors header's metadata (``{}`` if unreadable: load_model reports that file)."""
+    try:
+        with safe_open(str(st), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        return {}
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -74,18 +89,30 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> tuple[Path, Path]:
             )
     if not st.is_file():
         raise UserError(f"checkpoint not found: {st}")
-    if not js.is_file():
+    if not js.is_file() and "meta" not in _embedded(st):
         raise UserError(f"checkpoint metadata not found: {js} (it must sit beside {st.name})")
     return st, js
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The checkpoint's JSON metadata, validated."""
-    _, js = resolve_checkpoint(path)
-    try:
-        meta = json.loads(js.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{js}: unreadable checkpoint metadata ({e})") from None
+    st, js = resolve_checkpoint(path)
+    emb = _embedded(st)
+    meta: Any = None
+    if js.is_file():
+        try:
+            meta = json.loads(js.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            if "meta" not in emb:
+                raise UserError(f"{js}: unreadable checkpoint metadata ({e})") from None
+    stale = isinstance(meta, dict) and "weights_id" in emb and meta.get("weights_id") != emb["weights_id"]
+    if (meta is None or stale) and "meta" in emb:
+        # Killed between the two renames of save_model: the JSON is missing, torn or from the
+        # previous save; the copy committed with the weights is the true one.
+        try:
+            meta = json.loads(emb["meta"])
+        except json.JSONDecodeError:
+            raise UserError(f"{st}: unreadable embedded checkpoint metadata") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("arch"), str):
         raise UserError(f"{js}: not a retrocolor checkpoint (no 'arch')")
     if not isinstance(meta.get("arch_kwargs", {}), dict):

@@ -82,11 +82,21 @@ def _onnx_predictor(path: Path) -> Predictor:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own untyped errors
         raise UserError(f"{path}: not a loadable ONNX model ({' '.join(str(e).split())[:160]})") from None
-    inp = sess.get_inputs()[0]
-    out_name = sess.get_outputs()[0].name
+    ins, outs_ = sess.get_inputs(), sess.get_outputs()
+    if len(ins) != 1:
+        raise UserError(f"{path}: ONNX model has {len(ins)} inputs; a colorizer takes one (L/100, shape B,1,H,W)")
+    inp = ins[0]
+    out_name = outs_[0].name
     shape = list(inp.shape)
     if len(shape) != 4:
         raise UserError(f"{path}: ONNX input {inp.name!r} has shape {shape}; expected (B, 1, H, W)")
+    if inp.type != "tensor(float)":
+        raise UserError(f"{path}: ONNX input {inp.name!r} is {inp.type}; expected tensor(float) L/100")
+    if isinstance(shape[1], int) and shape[1] != 1:
+        raise UserError(f"{path}: ONNX input {inp.name!r} has {shape[1]} channels; expected 1 (lightness)")
+    oshape = list(outs_[0].shape)
+    if len(oshape) != 4 or (isinstance(oshape[1], int) and oshape[1] != 2):
+        raise UserError(f"{path}: ONNX output {out_name!r} has shape {oshape}; expected (B, 2, H, W) ab")
     fixed_b = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
     fixed_hw = tuple(shape[2:]) if all(isinstance(v, int) and v > 0 for v in shape[2:]) else None
 
@@ -104,8 +114,15 @@ def _onnx_predictor(path: Path) -> Predictor:
             n = chunk.shape[0]
             if fixed_b is not None and n < fixed_b:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed_b - n, 0)])
-            y = sess.run([out_name], {inp.name: chunk})[0]
-            outs.append(np.asarray(y, np.float32)[:n, :, :h, :w])
+            try:
+                y = sess.run([out_name], {inp.name: chunk})[0]
+            except Exception as e:  # noqa: BLE001 - onnxruntime's errors are untyped pybind classes
+                raise UserError(f"{path}: the ONNX model fails on a {w}x{h} batch "
+                                f"({' '.join(str(e).split())[:160]})") from None
+            y = np.asarray(y, np.float32)
+            if y.ndim != 4 or y.shape[1] != 2:
+                raise UserError(f"{path}: the ONNX model returned shape {tuple(y.shape)}; expected (B, 2, H, W) ab")
+            outs.append(y[:n, :, :h, :w])
         return np.concatenate(outs)
 
     return run

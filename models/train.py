@@ -24,6 +24,7 @@ DDP (gloo on CPU, nccl on CUDA), and only rank 0 writes files.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -573,26 +574,56 @@ def _plot(run: Path, rows: list[dict[str, Any]]) -> None:
     plt.close(fig)
 
 
-def _check_run_folder(cfg: TrainConfig) -> None:
+#: What a run writes before its first training state exists (a kill in epoch 1 leaves some of these).
+_FIRST_EPOCH_FILES = {"samples", "log.csv", "loss.png", "last.safetensors", "last.json", "best.safetensors",
+                      "best.json"}
+
+
+def _check_run_folder(cfg: TrainConfig) -> str | None:
+    """Refuse a folder we must not write into; returns a note when ``--resume`` restarts from epoch 1.
+
+    A run killed before its first checkpoint finished has no ``state.safetensors`` but is not
+    empty (``samples/``, perhaps ``log.csv`` or ``last.*``): without this the user could neither
+    ``--resume`` it nor start it again in the same folder.  Such a run is resumed from nothing.
+    """
     out = cfg.out
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
     if cfg.resume:
-        if not (out / "state.safetensors").is_file():
+        if (out / "state.safetensors").is_file():
+            return None
+        others = [p.name for p in out.iterdir() if p.name not in _FIRST_EPOCH_FILES and not p.name.startswith(".")] \
+            if out.is_dir() else ["(missing)"]
+        if others:
             raise UserError(f"--resume: no training state in {out} (state.safetensors missing); start without --resume")
-        return
+        return f"note: {out} had no finished checkpoint (stopped during epoch 1); started again from epoch 1"
     if out.is_dir() and any(out.iterdir()):
         raise UserError(f"--out {out} is not empty; pass --resume to continue that run or choose a new folder")
+    return None
+
+
+def _remove_stale_temps(run: Path) -> None:
+    """Delete the temporary files of atomic writes that a killed run left (``.NAME.xxxx.tmp.EXT``)."""
+    for folder in (run, run / "samples"):
+        for p in folder.iterdir() if folder.is_dir() else ():
+            if p.name.startswith(".") and ".tmp" in p.name and p.is_file():
+                with contextlib.suppress(OSError):
+                    p.unlink()
 
 
 # ------------------------------------------------------------------------- train
 def train(cfg: TrainConfig) -> TrainResult:
     """Train (or resume) a run; see the module docstring.  Returns the best validation figures."""
     cfg = cfg.resolved()
-    _check_run_folder(cfg)
+    restart = _check_run_folder(cfg)
+    if restart is not None:
+        cfg.resume = False
     dist_, device = _init_dist(cfg.device)
     try:
-        return _train(cfg, dist_, device)
+        result = _train(cfg, dist_, device)
+        if restart is not None:
+            result.notes.insert(0, restart)
+        return result
     finally:
         if dist_.active:
             import torch.distributed as dist
@@ -702,6 +733,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> TrainResult:  # n
     if d.main:
         run.mkdir(parents=True, exist_ok=True)
         (run / "samples").mkdir(exist_ok=True)
+        _remove_stale_temps(run)
 
     def checkpoint(epoch: int, phase: str, vm: dict[str, float], improved: bool, extra_state: dict[str, Any]) -> None:
         if not d.main:

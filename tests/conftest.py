@@ -52,3 +52,23 @@ def make_game_frames(n: int, seed: int = 0, w: int = 160, h: int = 144) -> np.nd
         idx[sy:sy + 16, sxp:sxp + 16] = 3
         frames[i] = palette[idx]
     return frames
+
+
+# --------------------------------------------------------------------------- robustness group (appended)
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``robustness`` marker (tests/test_robustness_*.py: faults, hostile inputs, fuzz)."""
+    config.addinivalue_line("markers", "robustness: fault injection, hostile inputs and fuzzing (tests/robustness.py)")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the robustness tally (faults injected / survived / data lost, bad inputs / crashes)."""
+    import sys
+
+    mod = sys.modules.get("robustness")
+    if mod is None or not mod.TALLY:
+        return
+    terminalreporter.section("robustness")
+    for line in mod.summary_lines():
+        terminalreporter.write_line(line)
+    if os.environ.get("RETROCOLOR_ROBUSTNESS_JSON"):
+        mod.write_json(os.environ["RETROCOLOR_ROBUSTNESS_JSON"])

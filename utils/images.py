@@ -9,9 +9,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -25,14 +29,54 @@ MAX_PIXELS = 8192 * 8192
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
+def _tiff_size(f: BinaryIO, head: bytes) -> tuple[int, int] | None:
+    """Width and height from a TIFF's first IFD (tags 256/257, SHORT or LONG)."""
+    end = "<" if head[:2] == b"II" else ">"
+    f.seek(struct.unpack(end + "I", head[4:8])[0])
+    count_b = f.read(2)
+    if len(count_b) < 2:
+        return None
+    dims: dict[int, int] = {}
+    for _ in range(min(struct.unpack(end + "H", count_b)[0], 4096)):
+        entry = f.read(12)
+        if len(entry) < 12:
+            break
+        tag, typ = struct.unpack(end + "HH", entry[:4])
+        if tag in (256, 257):
+            dims[tag] = struct.unpack(end + ("H" if typ == 3 else "I"), entry[8:10] if typ == 3 else entry[8:12])[0]
+    return (int(dims[256]), int(dims[257])) if len(dims) == 2 else None
+
+
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    """Width and height from a WebP's first chunk (lossy VP8, lossless VP8L or extended VP8X)."""
+    kind = head[12:16]
+    if kind == b"VP8 " and len(head) >= 30:
+        w, h = struct.unpack("<HH", head[26:30])
+        return int(w & 0x3FFF), int(h & 0x3FFF)
+    if kind == b"VP8L" and len(head) >= 25:
+        bits = struct.unpack("<I", head[21:25])[0]
+        return int((bits & 0x3FFF) + 1), int(((bits >> 14) & 0x3FFF) + 1)
+    if kind == b"VP8X" and len(head) >= 30:
+        return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+    return None
+
+
 def header_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
-    """Return ``(width, height)`` from a PNG/JPEG/BMP header without decoding, else ``None``."""
+    """Return ``(width, height)`` from a PNG/JPEG/BMP/TIFF/WebP header without decoding, else ``None``.
+
+    TIFF and WebP matter as much as PNG: a 400 KB deflate-compressed TIFF can declare 20000x20000
+    pixels and decode to 1.2 GB.
+    """
     try:
         with open(path, "rb") as f:
             head = f.read(32)
             if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
                 w, h = struct.unpack(">II", head[16:24])
                 return int(w), int(h)
+            if head[:4] in (b"II*\0", b"MM\0*") and len(head) >= 8:
+                return _tiff_size(f, head)
+            if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+                return _webp_size(head)
             if head[:2] == b"BM" and len(head) >= 26:
                 w, h = struct.unpack("<ii", head[18:26])
                 return abs(int(w)), abs(int(h))
@@ -79,6 +123,46 @@ def to_rgb_u8(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, 2::-1])
 
 
+def _decode_quietly(buf: np.ndarray) -> np.ndarray | None:
+    """``cv2.imdecode`` with OpenCV's own logging off: for a corrupt file its decoders print
+    WARN/ERROR lines (libtiff, libpng) to stderr, and we already say it in one UserError line."""
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    prev = None
+    if log is not None:
+        try:
+            prev = log.setLogLevel(log.LOG_LEVEL_SILENT)
+        except cv2.error:  # pragma: no cover - builds without the logging module
+            prev = None
+    try:
+        with _stderr_to_devnull():
+            return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    finally:
+        if prev is not None:
+            log.setLogLevel(prev)
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for the duration (libpng prints "libpng error: ..."
+    with fprintf, past OpenCV's logging).  Best effort: without a usable fd 2 nothing is done."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+        finally:
+            os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def read_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file as RGB uint8, or raise :class:`UserError` with one clear line."""
     p = Path(path)
@@ -92,7 +176,7 @@ def read_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.n
     buf = np.fromfile(p, dtype=np.uint8)
     if buf.size == 0:
         raise UserError(f"{p}: empty file, not an image")
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    img = _decode_quietly(buf)
     if img is None:
         raise UserError(f"{p}: not a readable image (corrupt or unsupported format)")
     return to_rgb_u8(img)
