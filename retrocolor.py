@@ -201,7 +201,7 @@ def cmd_colorize(a: argparse.Namespace) -> int:
     from realtime.offline import colorize_path
 
     colorize_path(a.input, a.output, model=a.model, side_by_side=a.side_by_side, smoothing=a.smoothing,
-                  threads=a.threads)
+                  threads=a.threads, max_seconds=a.seconds)
     return 0
 
 
@@ -396,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--smoothing", type=float, default=0.0,
                     help="video only: temporal smoothing of colours on unchanged pixels, 0..1 (default 0)")
     sp.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
+    sp.add_argument("--seconds", type=_positive_float, default=None,
+                    help="video only: colorize just the first S seconds (default: all)")
 
     # bench
     sp = add("bench", cmd_bench, "measure per-stage latency (capture ... display) and sustained fps of each model")

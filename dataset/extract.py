@@ -32,7 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from capture.screen import NATIVE_H, NATIVE_W, NativeSampler, ScreenRect, detect_screen
+from capture.screen import NATIVE_H, NATIVE_W, NativeSampler, ScreenRect, detect_screen, fit_kernel
 from capture.video import VideoReader
 from dataset.manifest import MANIFEST_NAME, append_record, make_record, repair_manifest
 from utils.errors import UserError
@@ -231,7 +231,9 @@ def extract(video: str | Path, out_dir: str | Path, *, every_seconds: float = 0.
             if changed:
                 raise UserError(f"{out} holds an extraction with other settings ({changed}); "
                                 "use another -o folder or delete it to start again")
-            rect = ScreenRect(*stored["screen"]["rect"], score=float(stored["screen"].get("score", 0.0)))
+            # (no "kernel": a dataset from before kernels were fitted, which sampled as "nearest")
+            rect = ScreenRect(*stored["screen"]["rect"], score=float(stored["screen"].get("score", 0.0)),
+                              kernel=str(stored["screen"].get("kernel", "nearest")))
             rect_source = f"{stored['screen']['source']}, reused from {SETTINGS_NAME}"
         else:
             if manifest_path.exists() or (frames_dir.is_dir() and any(frames_dir.iterdir())):
@@ -243,12 +245,13 @@ def extract(video: str | Path, out_dir: str | Path, *, every_seconds: float = 0.
                     raise UserError(f"--crop {x},{y},{w},{h} does not fit inside the "
                                     f"{reader.width}x{reader.height} video")
                 rect, rect_source = ScreenRect.from_crop(crop), "--crop"
+                rect = rect.with_kernel(fit_kernel(reader.spread_frames(DETECT_FRAMES, t0, t1), rect)[0])
             else:
                 rect = detect_screen(reader.spread_frames(DETECT_FRAMES, t0, t1))
                 rect_source = f"detected, grid score {rect.score:.2f}"
             # Round-trip through the stored precision, so a resumed run samples identically.
-            rect = ScreenRect(*rect.as_list(), score=round(rect.score, 4))
-            settings["screen"] = {"rect": rect.as_list(), "score": rect.score,
+            rect = ScreenRect(*rect.as_list(), score=round(rect.score, 4), kernel=rect.kernel)
+            settings["screen"] = {"rect": rect.as_list(), "score": rect.score, "kernel": rect.kernel,
                                   "source": "--crop" if crop is not None else "detected"}
             atomic_write_json(settings_path, settings)
 

@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
+from capture.screen import NATIVE_H, NATIVE_W, NativeSampler, ScreenRect, detect_screen
 from capture.window import (
     Rect,
     WindowGone,
@@ -48,7 +50,7 @@ from utils.fsio import atomic_write_json
 LIVE_HELP = KEY_HELP + ". The emulator window is followed when it moves, re-detected when resized, waited for " \
     "when minimised; closing it ends the run (exit code 0)."
 
-NATIVE = (160, 144)
+NATIVE = (NATIVE_W, NATIVE_H)
 
 
 @dataclass
@@ -111,60 +113,172 @@ class Colored:
 
 
 # --------------------------------------------------------------------------- finding the game screen
-class ScreenFinder:
-    """Source pixels -> native 160x144 RGB, locating the Game Boy screen inside the capture.
+#: Screen detection in a live window: the first try once frames have been collected for this
+#: long, a failed try is repeated this often, and after this many tries the whole window is kept.
+DETECT_AFTER_S = 0.5
+DETECT_RETRY_S = 1.0
+DETECT_TRIES = 8
+#: Frames kept for detection (thinned to every other one when full, so they span the whole wait)
+#: and the least spacing between two of them.
+DETECT_FRAMES = 16
+DETECT_SPACING_S = 0.05
+#: A detected screen must fill this fraction of the window's width or height: an emulator
+#: window is mostly screen, and a blinking cursor alone must not pass for a tiny 1x screen.
+DETECT_MIN_COVER = 0.4
 
-    Uses ``capture.screen`` (detect_screen / NativeSampler) when that module is installed; else
-    the whole region is taken as the screen: sampled at pixel centres when it is an exact integer
-    upscale (lossless), area-resampled otherwise.
+
+@dataclass
+class Prepared:
+    """One captured frame made ready for the engine."""
+
+    input: np.ndarray  # what Colorizer.colorize gets: a BGRA crop of the screen, or native RGB
+    grey: np.ndarray  # the native 160x144 RGB input, for display
+    step: int  # the colour output is native after taking every step-th pixel (1: already native)
+
+    def native_colour(self, colour: np.ndarray) -> np.ndarray:
+        """The engine's output (at the input's size) as native 160x144 RGB."""
+        c = np.asarray(colour)[:, :, :3]
+        if self.step == 1:
+            return c
+        o = self.step // 2  # cell centres: the engine's output is constant over clean cells
+        return np.ascontiguousarray(c[o::self.step, o::self.step])
+
+
+class _Plan:
+    """How frames of one size become engine input, for one screen rectangle.
+
+    A whole-pixel rectangle at an integer scale is cropped and handed to the engine as is: it
+    samples integer upscales itself (exactly, for an emulator's clean nearest upscale) and sees
+    the real DMG shades, which its palette detection needs.  Anything else (a non-integer or
+    sub-pixel window) goes through :class:`capture.screen.NativeSampler`, which inverts the
+    detected upscaler, and the engine gets the native frame.
     """
 
-    def __init__(self) -> None:
-        self._sampler: Callable[[np.ndarray], np.ndarray] | None = None
-        self.detected: str = "not yet"
+    def __init__(self, rect: ScreenRect, shape: tuple[int, int]) -> None:
+        self.rect = rect
+        h, w = shape
+        k = rect.w / NATIVE_W
+        whole = all(abs(v - round(v)) < 1e-6 for v in (rect.x, rect.y, k)) and abs(rect.h - k * NATIVE_H) < 1e-6
+        self.crop: tuple[int, int, int, int] | None = None
+        self.sampler: NativeSampler | None = None
+        if whole and k >= 1 and rect.x >= 0 and rect.y >= 0 and rect.x + rect.w <= w and rect.y + rect.h <= h:
+            x0, y0, self.step = round(rect.x), round(rect.y), round(k)
+            self.crop = (x0, y0, x0 + round(rect.w), y0 + round(rect.h))
+        else:
+            self.step = 1
+            self.sampler = NativeSampler(rect, shape)
+
+    def __call__(self, bgra: np.ndarray) -> Prepared:
+        if self.crop is not None:
+            x0, y0, x1, y1 = self.crop
+            crop = bgra[y0:y1, x0:x1]
+            o = self.step // 2
+            return Prepared(crop, np.ascontiguousarray(crop[o::self.step, o::self.step, 2::-1]), self.step)
+        assert self.sampler is not None
+        # RGB first: the alpha channel would cost a quarter of the sampling for nothing.
+        native = self.sampler(cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGB))
+        return Prepared(native, native, 1)
+
+
+class ScreenFinder:
+    """Captured window pixels -> engine input, locating the Game Boy screen inside the window.
+
+    Emulator windows have a menu bar, borders or a status line around the game screen, and
+    :func:`capture.screen.detect_screen` needs several frames with change to find it.  So the
+    whole window is used at first (cropped to the engine when it is an exact integer upscale,
+    sampled to 160x144 otherwise), frames are collected for :data:`DETECT_AFTER_S`, and
+    detection runs on a background thread, retried while the game shows nothing moving.  A
+    resize (:meth:`reset`) starts over; a result for a size that is gone is dropped.
+    """
+
+    def __init__(self, log: Callable[[str], None] | None = None) -> None:
+        self._log = log or (lambda _m: None)
+        self._lock = threading.Lock()
+        self._generation = 0
+        self.rect: ScreenRect | None = None  # the detected screen (None: the whole window is used)
+        self.detected = "not yet"
+        self._reset_locked()
+
+    def _reset_locked(self) -> None:
+        self._generation += 1
+        self._shape: tuple[int, int] | None = None
+        self._plan: _Plan | None = None
+        self._frames: list[np.ndarray] = []
+        self._t_start = 0.0
+        self._t_last = 0.0
+        self._next_try = 0.0
+        self._tries = 0
+        self._busy = False
+        self._last_error = ""
+        self.rect = None
 
     def reset(self) -> None:
-        self._sampler = None
+        """The source changed size: forget the screen and look for it again."""
+        with self._lock:
+            self._reset_locked()
 
-    def __call__(self, bgra: np.ndarray) -> np.ndarray:
-        rgb = np.ascontiguousarray(bgra[:, :, 2::-1])
-        if self._sampler is None:
-            self._sampler = self._detect(rgb)
-        return self._sampler(rgb)
+    def __call__(self, bgra: np.ndarray) -> Prepared:
+        shape = (int(bgra.shape[0]), int(bgra.shape[1]))
+        with self._lock:
+            if shape != self._shape:
+                if self._shape is not None:
+                    self._reset_locked()
+                self._shape = shape
+                self._plan = _Plan(ScreenRect(0, 0, shape[1], shape[0]), shape)
+                self._t_start = time.monotonic()
+                self.detected = f"whole {shape[1]}x{shape[0]} window (looking for the game screen)"
+            self._collect(bgra, shape)
+            plan = self._plan
+        assert plan is not None
+        return plan(bgra)
 
-    def _detect(self, rgb: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    def _collect(self, bgra: np.ndarray, shape: tuple[int, int]) -> None:
+        """Keep a few frames spread over time; start a detection when it is due (lock held)."""
+        if self.rect is not None or self._tries >= DETECT_TRIES:
+            return
+        now = time.monotonic()
+        if self._frames and now - self._t_last < DETECT_SPACING_S:
+            return
+        self._t_last = now
+        self._frames.append(np.ascontiguousarray(bgra[:, :, 2::-1]))  # RGB copy: the grab buffer is reused
+        if len(self._frames) > DETECT_FRAMES:
+            self._frames = self._frames[::2]
+        if self._busy or now - self._t_start < DETECT_AFTER_S or now < self._next_try or len(self._frames) < 4:
+            return
+        self._busy = True
+        self._tries += 1
+        self._next_try = now + DETECT_RETRY_S
+        threading.Thread(target=self._detect, args=(list(self._frames), self._generation, shape),
+                         name="screen-detect", daemon=True).start()
+
+    def _detect(self, frames: list[np.ndarray], generation: int, shape: tuple[int, int]) -> None:
+        h, w = shape
+        rect: ScreenRect | None = None
+        plan: _Plan | None = None
         try:
-            from capture import screen as cs  # optional: another stage's module
-        except ImportError:
-            cs = None
-        if cs is not None and hasattr(cs, "detect_screen") and hasattr(cs, "NativeSampler"):
-            with contextlib.suppress(Exception):
-                det = cs.detect_screen(rgb)
-                sampler = cs.NativeSampler(det)
-                fn = getattr(sampler, "sample", None) or sampler
-                out = fn(rgb)
-                if isinstance(out, np.ndarray) and out.shape[:2] == (NATIVE[1], NATIVE[0]):
-                    self.detected = f"capture.screen: {det}"
-                    return lambda img: _as_rgb(fn(img))
-        return self._whole(rgb.shape[1], rgb.shape[0])
-
-    def _whole(self, w: int, h: int) -> Callable[[np.ndarray], np.ndarray]:
-        import cv2
-
-        if w % NATIVE[0] == 0 and h % NATIVE[1] == 0 and w // NATIVE[0] == h // NATIVE[1]:
-            k = w // NATIVE[0]
-            self.detected = f"whole region as an exact {k}x upscale"
-            o = k // 2
-            return lambda img: np.ascontiguousarray(img[o::k, o::k][:NATIVE[1], :NATIVE[0]])
-        self.detected = f"whole region {w}x{h} resampled to 160x144"
-        return lambda img: cv2.resize(img, NATIVE, interpolation=cv2.INTER_AREA)
-
-
-def _as_rgb(img: np.ndarray) -> np.ndarray:
-    img = np.asarray(img)
-    if img.ndim == 2:
-        return np.repeat(img[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(img[:, :, :3])
+            rect = detect_screen(frames)
+            if rect.w < DETECT_MIN_COVER * w and rect.h < DETECT_MIN_COVER * h:
+                raise UserError(f"only a small changing area was found ({rect.describe()})")
+            plan = _Plan(rect, shape)
+        except UserError as e:
+            rect, error = None, str(e)
+        except Exception as e:  # noqa: BLE001 - a detection bug must not stop the filter
+            rect, error = None, f"{type(e).__name__}: {e}"
+        with self._lock:
+            if generation != self._generation:
+                return  # the window was resized meanwhile: this result is for a size that is gone
+            self._busy = False
+            if rect is not None and plan is not None:
+                self.rect, self._plan = rect, plan
+                self.detected = f"game screen {rect.describe()} inside the {w}x{h} window"
+                self._frames = []
+                self._log(f"live: {self.detected}")
+                return
+            self._last_error = error
+            if self._tries >= DETECT_TRIES:
+                self._frames = []
+                self.detected = f"whole {w}x{h} window (no game screen found: {error})"
+                self._log(f"live: no game screen found inside the window ({error}); colorizing the whole window")
 
 
 # --------------------------------------------------------------------------- the live session
@@ -186,7 +300,7 @@ class LiveSession:
         self.models = model_names(opts.model)
         self.model_idx = 0
         self.want_model: int | None = None
-        self.finder = ScreenFinder()
+        self.finder = ScreenFinder(log=lambda m: print(m, file=sys.stderr))
         self.errors: list[str] = []
         self.t_capture: list[float] = []
         self.t_detect: list[float] = []
@@ -316,14 +430,14 @@ class LiveSession:
                 if item.geometry != geometry:
                     self.finder.reset()
                     geometry = item.geometry
-                native = self.finder(item.frame)
+                prep = self.finder(item.frame)
                 t1 = time.perf_counter()
-                colour = self.colorizer.colorize(native)
+                colour = prep.native_colour(self.colorizer.colorize(prep.input))
                 t2 = time.perf_counter()
                 self.t_detect.append(t1 - t0)
                 self.t_colorize.append(t2 - t1)
                 self.n_colored += 1
-                self.colored.put(Colored(item.seq, item.t_capture, native, np.asarray(colour)[:, :, :3]))
+                self.colored.put(Colored(item.seq, item.t_capture, prep.grey, colour))
         except UserError as e:
             self.finish(str(e), error=True)
         except Exception as e:  # noqa: BLE001 - report on the main thread, do not die silently

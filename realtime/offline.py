@@ -4,10 +4,11 @@ Every frame goes through the same :class:`realtime.engine.Colorizer` as the live
 you see offline is what a player sees.
 
 * **Where the game screen is.**  A frame that already has the Game Boy's 10:9 shape is the screen.
-  Otherwise (a longplay with borders or a 16:9 canvas) the screen is found once per file -- with
-  :mod:`capture.screen` when it is installed, else by trimming the black border common to a few
-  frames spread over the video -- and only that rectangle is colorized and pasted back, so the
-  output keeps the input's layout.
+  Otherwise (a longplay with borders or a 16:9 canvas) the screen is found once per file with
+  :func:`capture.screen.detect_screen` on frames spread over the video (it needs change between
+  frames, so a single image, or a video where detection fails, falls back to trimming the black
+  border, and the summary says so), and only that rectangle is colorized and pasted back, so
+  the output keeps the input's layout.  The engine samples the screen's native grid itself.
 * **Video** is decoded with OpenCV and re-encoded with an ``ffmpeg`` binary (on PATH, or the one
   bundled by the ``imageio-ffmpeg`` package) as H.264; the source's audio track is copied (or
   re-encoded to AAC when the container needs it).  Without ffmpeg the video is written by OpenCV,
@@ -32,6 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from capture.screen import ScreenRect, detect_screen
 from realtime.engine import NATIVE_H, NATIVE_W, Colorizer
 from utils.errors import UserError
 from utils.fsio import atomic_path
@@ -87,29 +89,6 @@ def _is_screen_shape(w: int, h: int) -> bool:
     return w >= NATIVE_W and h >= NATIVE_H and abs((w / NATIVE_W) / (h / NATIVE_H) - 1.0) <= 0.1
 
 
-def _rect_from(obj: Any) -> Rect | None:
-    """Read a rectangle out of whatever :func:`capture.screen.detect_screen` returns."""
-    if obj is None:
-        return None
-    if isinstance(obj, (tuple, list)) and len(obj) == 4 and all(isinstance(v, (int, np.integer)) for v in obj):
-        return tuple(int(v) for v in obj)  # type: ignore[return-value]
-    for attr in ("rect", "screen_rect", "screen"):
-        inner = getattr(obj, attr, None)
-        if inner is not None and inner is not obj:
-            r = _rect_from(inner)
-            if r is not None:
-                return r
-    for names in (("x", "y", "w", "h"), ("x", "y", "width", "height"), ("left", "top", "width", "height")):
-        if all(hasattr(obj, n) for n in names):
-            with contextlib.suppress(TypeError, ValueError):
-                return tuple(int(getattr(obj, n)) for n in names)  # type: ignore[return-value]
-    if isinstance(obj, dict):
-        for names in (("x", "y", "w", "h"), ("x", "y", "width", "height"), ("left", "top", "width", "height")):
-            if all(n in obj for n in names):
-                return tuple(int(obj[n]) for n in names)  # type: ignore[return-value]
-    return None
-
-
 def _trim_black(frames: list[np.ndarray], threshold: int = 24) -> Rect | None:
     """Bounding box of the non-black pixels over ``frames`` (the screen inside a black canvas)."""
     mask = None
@@ -122,27 +101,31 @@ def _trim_black(frames: list[np.ndarray], threshold: int = 24) -> Rect | None:
     return int(xs[0]), int(ys[0]), int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1)
 
 
+def _pixel_rect(r: ScreenRect, w: int, h: int) -> Rect:
+    """The detected (sub-pixel) rectangle on whole pixels, clipped to the ``w`` x ``h`` frame."""
+    x0, y0 = max(0, round(r.x)), max(0, round(r.y))
+    x1, y1 = min(w, round(r.x + r.w)), min(h, round(r.y + r.h))
+    return x0, y0, x1 - x0, y1 - y0
+
+
 def locate_screen(frames: list[np.ndarray]) -> tuple[Rect, str]:
     """The game screen rectangle in RGB ``frames`` (a few from one source) and how it was found."""
     h, w = frames[0].shape[:2]
     if _is_screen_shape(w, h):
         return (0, 0, w, h), "whole frame"
     try:
-        from capture import screen as cs  # written by the capture stage; optional here
-    except ImportError:
-        cs = None
-    if cs is not None and hasattr(cs, "detect_screen"):
-        for f in frames:
-            with contextlib.suppress(Exception):
-                r = _rect_from(cs.detect_screen(f))
-                if r is not None and _is_screen_shape(r[2], r[3]) and r[0] >= 0 and r[1] >= 0 \
-                        and r[0] + r[2] <= w and r[1] + r[3] <= h:
-                    return r, "capture.screen.detect_screen"
+        found = detect_screen(frames)
+        rect = _pixel_rect(found, w, h)
+        if _is_screen_shape(rect[2], rect[3]):
+            return rect, f"detected: {found.describe()}"
+        why = f"the detected screen {found.describe()} is cut off by the frame"
+    except UserError as e:
+        why = str(e)
     r = _trim_black(frames)
     if r is not None and _is_screen_shape(r[2], r[3]):
-        return r, "non-black area"
+        return r, f"non-black area; screen detection failed: {why}"
     raise UserError(f"no Game Boy screen found in the {w}x{h} frames (expected a 10:9 screen, alone or inside "
-                    "a black canvas); crop the input to the game screen first")
+                    f"a black canvas; detection: {why}); crop the input to the game screen first")
 
 
 # ----------------------------------------------------------------------------- per frame
@@ -231,11 +214,19 @@ def _mux(ffmpeg: str, video_tmp: Path, src: Path, out_tmp: Path) -> str:
 
 
 def colorize_video(src: Path, dst: Path, colorizer: Colorizer, *, side_by_side: bool = False,
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Colorize every frame of ``src`` into ``dst`` (audio kept where ffmpeg is available)."""
+                   max_seconds: float | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Colorize every frame of ``src`` (or its first ``max_seconds``) into ``dst`` (audio kept where
+    ffmpeg is available, cut to the same length)."""
     if dst.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError(f"video output must end in one of {', '.join(VIDEO_SUFFIXES)}, got {dst.name!r}")
+    if max_seconds is not None and not max_seconds > 0:
+        raise UserError(f"seconds must be positive, got {max_seconds!r}")
     probe, fps, n = _probe_frames(src)
+    if max_seconds is not None:
+        limit = max(1, int(round(max_seconds * fps)))
+        n = min(n, limit) if n > 0 else limit
+    else:
+        limit = None
     rect, how = locate_screen(probe)
     job = _FrameJob(colorizer, rect, side_by_side)
     fh, fw = probe[0].shape[:2]
@@ -251,7 +242,7 @@ def colorize_video(src: Path, dst: Path, colorizer: Colorizer, *, side_by_side: 
                 proc = _encode_ffmpeg(ffmpeg, size, fps, video_tmp)
                 assert proc.stdin is not None
                 try:
-                    while True:
+                    while limit is None or frames_done < limit:
                         ok, bgr = cap.read()
                         if not ok or bgr is None:
                             break
@@ -288,7 +279,7 @@ def colorize_video(src: Path, dst: Path, colorizer: Colorizer, *, side_by_side: 
                 if not writer.isOpened():
                     raise UserError(f"OpenCV cannot write {dst.suffix} video; install ffmpeg or use .mp4/.avi")
                 try:
-                    while True:
+                    while limit is None or frames_done < limit:
                         ok, bgr = cap.read()
                         if not ok or bgr is None:
                             break
@@ -318,10 +309,12 @@ def _is_video(path: Path) -> bool:
 
 def colorize_path(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
                   model: str | os.PathLike[str] = "default", side_by_side: bool = False, smoothing: float = 0.0,
-                  threads: int = 1, log: Callable[[str], None] | None = print) -> dict[str, Any]:
+                  threads: int = 1, max_seconds: float | None = None,
+                  log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Colorize an image, a folder of images (-> folder) or a video (-> video); returns a summary.
 
-    ``smoothing`` applies to videos only (consecutive frames); images are independent.
+    ``smoothing`` and ``max_seconds`` (colorize only the first S seconds) apply to videos only;
+    images are independent.
     """
     say = log or (lambda _m: None)
     src, dst = Path(src), Path(dst)
@@ -354,7 +347,8 @@ def colorize_path(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
                 "model": col.name}
     if _is_video(src):
         col = Colorizer(model, threads=threads, smoothing=smoothing)
-        return {**colorize_video(src, dst, col, side_by_side=side_by_side, log=say), "model": col.name}
+        return {**colorize_video(src, dst, col, side_by_side=side_by_side, max_seconds=max_seconds, log=say),
+                "model": col.name}
     try:
         rgb = read_rgb(src)
     except UserError:

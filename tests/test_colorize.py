@@ -157,3 +157,37 @@ def test_cli_colorize(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     assert retrocolor.main(["colorize", str(tmp_path / "in.png"), "-o", str(tmp_path / "p.png"),
                             "--model", "no-such-model"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+@pytest.mark.shared
+def test_longplay_first_seconds_keep_the_layout(model: Path, tmp_path: Path) -> None:
+    """The first 5 s of a real YouTube-style longplay: the screen is detected where the clip's JSON
+    says it is, only that rectangle changes, and the black canvas around it stays black."""
+    import json
+
+    from conftest import shared_path
+
+    src = shared_path("longplays", "europa-rescue.mp4")
+    meta = json.loads(shared_path("longplays", "europa-rescue.json").read_text())
+    dst = tmp_path / "colour.mp4"
+    rep = offline.colorize_path(src, dst, model=model, max_seconds=5.0, log=None)
+    assert rep["screen"] == meta["screen_rect"] and rep["screen_found_by"].startswith("detected"), rep
+    assert rep["frames"] == round(5.0 * meta["fps"])
+    got, src_frames = _read_video(dst), _read_video(src)[:rep["frames"]]
+    assert len(got) == rep["frames"] and got[0].shape == src_frames[0].shape
+    x, y, w, h = meta["screen_rect"]
+    inside = np.zeros(got[0].shape[:2], bool)
+    inside[y:y + h, x:x + w] = True
+    lead = int(meta["lead_in_black_s"] * meta["fps"])
+    diff_in, diff_out, border = [], [], []
+    for a, b in zip(got[lead + 5::10], src_frames[lead + 5::10], strict=True):
+        d = np.abs(a.astype(np.int16) - b).max(axis=2)
+        diff_in.append(float(d[inside].mean()))
+        diff_out.append(float(d[~inside].mean()))
+        border.append(int(a[~inside].max()))
+        # the change starts exactly at the rectangle's edges (2 px in vs 2 px out, both sides)
+        cols = d[y + 8:y + h - 8].mean(axis=0)
+        assert cols[x:x + 2].mean() > 4 * max(cols[x - 3:x - 1].mean(), 1.0)
+        assert cols[x + w - 2:x + w].mean() > 4 * max(cols[x + w + 1:x + w + 3].mean(), 1.0)
+    assert min(diff_in) > 10, diff_in  # the game screen was recoloured ...
+    assert max(diff_out) < 1.5 and max(border) < 40, (diff_out, border)  # ... the black canvas stayed black

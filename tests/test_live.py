@@ -30,7 +30,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 # A stand-in emulator: shows FRAMES (N,144,160) grey at 2x at (X,Y), cycling every PERIOD seconds,
-# until killed or until LIFETIME seconds have passed (then it closes its window and exits).
+# until killed or until LIFETIME seconds have passed (then it closes its window and exits).  An
+# optional BORDER "top,left,bottom,right" puts the 2x screen inside a static window frame: a menu
+# bar with "items" on top, a dark bevelled border elsewhere (like a real emulator's window).
 FAKE_EMU = r"""
 import os, sys, time
 import numpy as np
@@ -39,16 +41,24 @@ os.environ["SDL_VIDEO_WINDOW_POS"] = sys.argv[2]
 import pygame
 frames = np.load(sys.argv[1])
 period, lifetime = float(sys.argv[3]), float(sys.argv[4])
+top, left, bottom, right = (int(v) for v in (sys.argv[5] if len(sys.argv) > 5 else "0,0,0,0").split(","))
+W, H = 320 + left + right, 288 + top + bottom
+canvas = np.zeros((H, W, 3), np.uint8)
+canvas[:, :] = (60, 62, 70)
+canvas[:top, :] = (214, 214, 206)
+for i in range(0, W - 40, 56):  # menu items: dark text-like blocks
+    canvas[top // 4:top - top // 4, i + 8:i + 40] = (40, 40, 40)
+canvas[top:, :max(left - 2, 0)] = (30, 30, 36)
 pygame.display.init()
-screen = pygame.display.set_mode((320, 288))
+screen = pygame.display.set_mode((W, H))
 pygame.display.set_caption("FakeBoy emulator")
 start = time.time()
 i = 0
 while time.time() - start < lifetime:
     pygame.event.pump()
     g = frames[int((time.time() - start) / period) % len(frames)]
-    rgb = np.repeat(np.repeat(np.repeat(g[:, :, None], 3, 2), 2, 0), 2, 1)
-    pygame.surfarray.blit_array(screen, rgb.transpose(1, 0, 2))
+    canvas[top:top + 288, left:left + 320] = np.repeat(np.repeat(np.repeat(g[:, :, None], 3, 2), 2, 0), 2, 1)
+    pygame.surfarray.blit_array(screen, canvas.transpose(1, 0, 2))
     pygame.display.flip()
     time.sleep(1 / 60)
 pygame.display.quit()
@@ -109,10 +119,11 @@ def grey_frames() -> np.ndarray:
 
 
 def _start_emu(env: dict, frames: np.ndarray, tmp: Path, pos: str = "40,40", period: float = 0.4,
-               lifetime: float = 30.0) -> subprocess.Popen:
+               lifetime: float = 30.0, border: tuple[int, int, int, int] = (0, 0, 0, 0)) -> subprocess.Popen:
     np.save(tmp / "frames.npy", frames)
     (tmp / "fake_emu.py").write_text(FAKE_EMU)
-    proc = subprocess.Popen([PY, str(tmp / "fake_emu.py"), str(tmp / "frames.npy"), pos, str(period), str(lifetime)],
+    proc = subprocess.Popen([PY, str(tmp / "fake_emu.py"), str(tmp / "frames.npy"), pos, str(period), str(lifetime),
+                             ",".join(str(v) for v in border)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(150):
         if _find(env, "FakeBoy emulator") is not None:
@@ -188,6 +199,57 @@ def test_live_region_shows_the_engines_colourisation(xvfb, model, grey_frames, t
     for key in ("capture", "detect_sample", "colorize", "display"):
         assert stats["stages"][key]["p50_ms"] is not None and stats["stages"][key]["p99_ms"] is not None
     assert stats["capture_to_display"]["p50_ms"] > 0
+
+
+def test_live_finds_the_screen_inside_the_emulator_window(xvfb, model, grey_frames, tmp_path):
+    """The emulator window has a static menu bar and border around its 2x screen: after a short
+    look (whole window first), our window shows the colourised game screen only, not the frame."""
+    from realtime.engine import Colorizer
+
+    top, left, bottom, right = 24, 6, 10, 6
+    emu = _start_emu(xvfb, grey_frames, tmp_path, pos="30,30", period=0.3, border=(top, left, bottom, right))
+    stats_path = tmp_path / "stats.json"
+    grabs = []
+    try:
+        live = _live(xvfb, "--window", "FakeBoy", "--model", str(model), "--scale", "2", "--seconds", "5",
+                     "--stats-json", str(stats_path))
+        from capture.window import open_mss
+
+        os.environ["DISPLAY"] = xvfb["DISPLAY"]
+        deadline = time.time() + 15
+        with contextlib.closing(open_mss()) as sct:
+            while time.time() < deadline and live.poll() is None:
+                geo = _our_window(xvfb)
+                if geo is not None and geo.width == 320:
+                    time.sleep(0.4)
+                    with contextlib.suppress(Exception):  # our window may close between the two calls
+                        shot = np.asarray(sct.grab({"left": geo.x, "top": geo.y, "width": geo.width,
+                                                    "height": geo.height}))
+                        grabs.append((time.time(), np.ascontiguousarray(shot[:, :, 2::-1])))
+                else:
+                    time.sleep(0.1)
+        out, err = live.communicate(timeout=20)
+    finally:
+        emu.kill()
+        emu.wait()
+        os.environ.pop("DISPLAY", None)
+    assert live.returncode == 0, err
+    win_w, win_h = 320 + left + right, 288 + top + bottom
+    assert f"capturing window 'FakeBoy emulator' ({win_w}x{win_h} at 30,30)" in err
+    col = Colorizer(str(model))
+    expected = [np.repeat(np.repeat(col.colorize(g), 2, 0), 2, 1).astype(np.int16) for g in grey_frames]
+    # The last grabs of the 5 s run: well after detection (the first try is 0.5 s in); a grab of
+    # the window while it closes reads black.
+    late = [shot for t, shot in grabs if t > grabs[0][0] + 2.0 and shot.mean() > 10][-3:] if grabs else []
+    assert len(late) >= 2, f"too few grabs of our window ({len(grabs)})"
+    for shot in late:
+        assert shot.shape == (288, 320, 3)
+        errors = [float(np.abs(shot.astype(np.int16) - e).mean()) for e in expected]
+        assert min(errors) < 2.0, f"our window does not show the colourised game screen (mean abs errors {errors})"
+    assert f"live: game screen {left},{top},320,288 (scale 2), nearest upscale inside the {win_w}x{win_h} window" \
+        in err, err
+    stats = json.loads(stats_path.read_text())
+    assert stats["screen_detection"].startswith(f"game screen {left},{top},320,288")
 
 
 @pytest.mark.skipif(not shutil.which("xdotool"), reason="needs xdotool to move and unmap the window")

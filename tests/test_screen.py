@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 from conftest import make_game_frames
 
-from capture.screen import NativeSampler, ScreenRect, detect_screen, resample_to_native
+from capture.screen import (
+    KERNELS,
+    NativeSampler,
+    ScreenRect,
+    detect_screen,
+    fit_kernel,
+    resample_to_native,
+    upscale_matrix,
+)
 from utils.errors import UserError
 
 
@@ -67,6 +75,11 @@ CASES = [
 ]
 
 
+#: The kernel detect_screen must name for each cv2 upscaler (cv2's cubic is a = -0.75, ours -0.5:
+#: still far closer than bilinear).
+KERNEL_OF = {cv2.INTER_NEAREST: "nearest", cv2.INTER_LINEAR: "bilinear", cv2.INTER_CUBIC: "bicubic"}
+
+
 @pytest.mark.parametrize("canvas,x0,y0,s,interp", CASES)
 def test_detect_screen_within_a_pixel(canvas: tuple[int, int], x0: float, y0: float, s: float, interp: int) -> None:
     frames, _ = make_canvases(10, seed=int(s * 10), canvas_wh=canvas, x0=x0, y0=y0, s=s, interp=interp)
@@ -74,6 +87,7 @@ def test_detect_screen_within_a_pixel(canvas: tuple[int, int], x0: float, y0: fl
     assert abs(r.x - x0) < 1 and abs(r.y - y0) < 1, r
     assert abs(r.w - 160 * s) < 1 and abs(r.h - 144 * s) < 1, r
     assert abs(r.scale - s) < 0.01
+    assert r.kernel == KERNEL_OF[interp], r  # the upscaler is told apart by its fit residual
 
 
 def test_detect_random_placements() -> None:
@@ -177,3 +191,62 @@ def test_rect_edges_outside_the_frame_are_clamped() -> None:
     canvas = place(natives[0], (400, 360), 0.0, 0.0, 2.5)
     out = resample_to_native(canvas, ScreenRect(-0.3, -0.2, 400.4, 360.3))
     assert psnr(out, natives[0]) > 30
+
+
+# --------------------------------------------------------------------------- upscale kernels
+@pytest.mark.parametrize("interp,kernel,s", [
+    (cv2.INTER_NEAREST, "nearest", 2.0), (cv2.INTER_NEAREST, "nearest", 3.0),  # (2.5x nearest: ties)
+    (cv2.INTER_LINEAR, "bilinear", 2.0), (cv2.INTER_LINEAR, "bilinear", 2.5), (cv2.INTER_LINEAR, "bilinear", 3.0)])
+def test_upscale_matrix_matches_cv2(interp: int, kernel: str, s: float) -> None:
+    # The model frame = A_y @ native @ A_x.T must be what cv2 draws (same pixel-centre convention).
+    native = make_game_frames(1, seed=4)[0, :, :, 1].astype(np.float64)
+    x0, y0 = 10.0, 6.0
+    wh = (int(160 * s + 2 * x0), int(144 * s + 2 * y0))
+    drawn = place(native.astype(np.uint8), wh, x0, y0, s, interp).astype(np.float64)
+    ay = upscale_matrix(kernel, y0, 144 * s, 144, wh[1])
+    ax = upscale_matrix(kernel, x0, 160 * s, 160, wh[0])
+    model = ay @ native @ ax.T
+    inside = np.ix_(ay.any(1), ax.any(1))
+    # cv2's fixed-point interpolation rounds; the edges of a bilinear screen fade into the black
+    # canvas in cv2 (we replicate the edge cell, as a scaler does before the frame is placed).
+    core = (slice(int(y0 + 2 * s), int(y0 + 142 * s)), slice(int(x0 + 2 * s), int(x0 + 158 * s)))
+    assert np.abs(model - drawn)[core].max() <= 1.0
+    assert (model[~ay.any(1)] == 0).all() and (model[inside] >= 0).all()
+    for k in KERNELS:  # every kernel conserves brightness inside the screen
+        a = upscale_matrix(k, x0, 160 * s, 160, wh[0])
+        assert np.allclose(a[a.any(1)].sum(1), 1.0)
+
+
+@pytest.mark.parametrize("x0,y0,s", [(120.0, 0.0, 2.5), (13.4, 7.7, 3.0), (6.0, 5.0, 4.0)])
+def test_bilinear_upscale_is_inverted(x0: float, y0: float, s: float) -> None:
+    # A bilinear upscale blurs every cell into its neighbours: cell averages (the nearest
+    # sampler) stay blurred, the inverted kernel gets the native pixels back to within the noise.
+    natives = make_game_frames(3, seed=12)
+    rng = np.random.default_rng(1)
+    wh = (int(160 * s + 2 * x0) + 2, int(144 * s + 2 * y0) + 2)
+    rect = ScreenRect(x0, y0, 160 * s, 144 * s, kernel="bilinear")
+    frames = [np.clip(place(n, wh, x0, y0, s, cv2.INTER_LINEAR) + rng.normal(0, 2, (wh[1], wh[0], 3)), 0, 255)
+              .astype(np.uint8) for n in natives]
+    assert fit_kernel(frames, rect.with_kernel("nearest"))[0] == "bilinear"
+    inverse = NativeSampler(rect, (wh[1], wh[0]))
+    averages = NativeSampler(rect.with_kernel("nearest"), (wh[1], wh[0]))
+    shifted = NativeSampler(ScreenRect(x0 + s / 2, y0, 160 * s, 144 * s, kernel="bilinear"), (wh[1], wh[0]))
+    core = (slice(2, -2), slice(2, -2))  # warpAffine fades the edge cells into the black canvas
+    for frame, native in zip(frames, natives, strict=True):
+        good = psnr(inverse(frame)[core], native[core])
+        assert good > 40, good  # noise-free: 50-65 dB
+        assert psnr(averages(frame)[core], native[core]) < good - 15
+        assert psnr(shifted(frame)[core], native[core]) < good - 20
+
+
+def test_fit_kernel_nearest_and_refused_kernel() -> None:
+    natives = make_game_frames(3, seed=13)
+    frames = [place(n, (400, 340), 20.0, 10.0, 2.0) for n in natives]
+    kernel, residual = fit_kernel(frames, ScreenRect(20, 10, 320, 288))
+    assert kernel == "nearest" and residual["nearest"] < 0.5 < residual["bilinear"]
+    # nearest and area agree exactly on whole-pixel cells: the simpler one wins the tie
+    assert residual["area"] == pytest.approx(residual["nearest"], abs=1e-3)
+    with pytest.raises(UserError, match="unknown upscale kernel"):
+        ScreenRect(0, 0, 320, 288, kernel="lanczos")
+    with pytest.raises(ValueError):
+        NativeSampler(ScreenRect(0, 0, 320, 288), (288, 320), kernel="lanczos")
