@@ -201,12 +201,20 @@ def detect_screen(frames: Sequence[np.ndarray], native: tuple[int, int] = (NATIV
     Raises :class:`UserError` when no 10:9 region with a native pixel grid is found (a
     "talking head", a static picture, a blank video).
     """
-    frames = [f for f in frames if f is not None]
+    frames = [np.asarray(f) for f in frames if f is not None]
     if len(frames) < 2:
         raise UserError("need at least 2 frames to find the game screen")
+    for f in frames:
+        # The capture contract: uint8 grey, RGB or RGBA/BGRA images.  Anything else (a bool
+        # mask, int64, 5 channels, a stack) is refused here, not deep inside OpenCV.
+        if f.dtype != np.uint8 or f.ndim not in (2, 3) or (f.ndim == 3 and f.shape[2] not in (1, 3, 4)):
+            raise UserError(f"cannot look for a game screen in a {f.dtype} array of shape {f.shape} "
+                            "(expected uint8 grey, RGB or RGBA frames)")
+        if min(f.shape[:2]) < 8:
+            raise UserError(f"frame of {f.shape[1]}x{f.shape[0]} pixels is too small to hold a game screen")
     shape = frames[0].shape[:2]
     if any(f.shape[:2] != shape for f in frames):
-        raise ValueError("frames must all have the same size")
+        raise UserError("the sampled frames differ in size; a video's frames must all have one size")
     nw, nh = native
     H, W = shape
 

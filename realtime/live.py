@@ -195,6 +195,7 @@ class ScreenFinder:
         self._log = log or (lambda _m: None)
         self._lock = threading.Lock()
         self._generation = 0
+        self._worker: threading.Thread | None = None
         self.rect: ScreenRect | None = None  # the detected screen (None: the whole window is used)
         self.detected = "not yet"
         self._reset_locked()
@@ -248,8 +249,18 @@ class ScreenFinder:
         self._busy = True
         self._tries += 1
         self._next_try = now + DETECT_RETRY_S
-        threading.Thread(target=self._detect, args=(list(self._frames), self._generation, shape),
-                         name="screen-detect", daemon=True).start()
+        # Not a daemon, and joined by close(): a daemon thread still inside OpenCV when the
+        # interpreter shuts down aborts the whole process ("terminate called without an active
+        # exception"), which turned clean exits into SIGABRT.
+        self._worker = threading.Thread(target=self._detect, args=(list(self._frames), self._generation, shape),
+                                        name="screen-detect")
+        self._worker.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Wait for a detection still running, so the process never exits with it mid-OpenCV."""
+        worker = self._worker
+        if worker is not None and worker.is_alive():
+            worker.join(timeout)
 
     def _detect(self, frames: list[np.ndarray], generation: int, shape: tuple[int, int]) -> None:
         h, w = shape
@@ -419,10 +430,16 @@ class LiveSession:
             while not self.stop.is_set():
                 if self.want_model is not None:
                     idx, self.want_model = self.want_model, None
-                    self.colorizer = make_colorizer(self.models[idx], threads=self.opts.threads,
-                                                    smoothing=self.opts.smoothing)
-                    self.model_idx = idx
-                    print(f"live: model {self.models[idx]}", file=sys.stderr)
+                    self.model_idx = idx  # the next M moves on even if this one fails to load
+                    try:
+                        self.colorizer = make_colorizer(self.models[idx], threads=self.opts.threads,
+                                                        smoothing=self.opts.smoothing)
+                        print(f"live: model {self.models[idx]}", file=sys.stderr)
+                    except UserError as e:
+                        # A model file replaced by a broken one while we run: keep playing.
+                        self.errors.append(str(e))
+                        print(f"live: cannot switch to {self.models[idx]}: {e}; keeping {self.colorizer.name}",
+                              file=sys.stderr)
                 item: Captured | None = self.captured.take(timeout=0.1)
                 if item is None:
                     continue
@@ -539,6 +556,7 @@ class LiveSession:
             self.stop.set()
             for t in threads:
                 t.join(timeout=2.0)
+            self.finder.close()
             display.close()
         elapsed = time.perf_counter() - start
         stats = self._stats(elapsed)

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -211,24 +212,43 @@ def test_live_finds_the_screen_inside_the_emulator_window(xvfb, model, grey_fram
     stats_path = tmp_path / "stats.json"
     grabs = []
     try:
-        live = _live(xvfb, "--window", "FakeBoy", "--model", str(model), "--scale", "2", "--seconds", "5",
+        live = _live(xvfb, "--window", "FakeBoy", "--model", str(model), "--scale", "2", "--seconds", "10",
                      "--stats-json", str(stats_path))
+        t_start = time.time()
+        # Read live's stderr as it comes, to know when the screen was found: detection takes
+        # 0.3-2 s of CPU, much longer on a loaded machine, so a fixed delay would be flaky.
+        err_lines: list[str] = []
+        found_at: list[float] = []
+
+        def read_err() -> None:
+            assert live.stderr is not None
+            for line in live.stderr:
+                err_lines.append(line)
+                if line.startswith("live: game screen") and not found_at:
+                    found_at.append(time.time())
+
+        reader = threading.Thread(target=read_err, daemon=True)
+        reader.start()
         from capture.window import open_mss
 
         os.environ["DISPLAY"] = xvfb["DISPLAY"]
-        deadline = time.time() + 15
+        deadline = time.time() + 20
         with contextlib.closing(open_mss()) as sct:
             while time.time() < deadline and live.poll() is None:
                 geo = _our_window(xvfb)
-                if geo is not None and geo.width == 320:
-                    time.sleep(0.4)
+                if geo is not None and geo.width == 320 and found_at and time.time() > found_at[0] + 0.5:
+                    time.sleep(0.2)
                     with contextlib.suppress(Exception):  # our window may close between the two calls
                         shot = np.asarray(sct.grab({"left": geo.x, "top": geo.y, "width": geo.width,
                                                     "height": geo.height}))
                         grabs.append((time.time(), np.ascontiguousarray(shot[:, :, 2::-1])))
+                    if len(grabs) >= 4:
+                        break
                 else:
                     time.sleep(0.1)
-        out, err = live.communicate(timeout=20)
+        live.wait(timeout=20)
+        reader.join(timeout=5)
+        err = "".join(err_lines)
     finally:
         emu.kill()
         emu.wait()
@@ -238,10 +258,11 @@ def test_live_finds_the_screen_inside_the_emulator_window(xvfb, model, grey_fram
     assert f"capturing window 'FakeBoy emulator' ({win_w}x{win_h} at 30,30)" in err
     col = Colorizer(str(model))
     expected = [np.repeat(np.repeat(col.colorize(g), 2, 0), 2, 1).astype(np.int16) for g in grey_frames]
-    # The last grabs of the 5 s run: well after detection (the first try is 0.5 s in); a grab of
-    # the window while it closes reads black.
-    late = [shot for t, shot in grabs if t > grabs[0][0] + 2.0 and shot.mean() > 10][-3:] if grabs else []
-    assert len(late) >= 2, f"too few grabs of our window ({len(grabs)})"
+    # Grabs taken after the detection was announced; a grab of the window while it closes reads black.
+    assert found_at, f"live never found the game screen: {err}"
+    late = [shot for _, shot in grabs if shot.mean() > 10][-3:]
+    assert len(late) >= 2, (f"too few grabs of our window after detection ({len(grabs)}; "
+                            f"screen found {found_at[0] - t_start:.1f} s after the start)")
     for shot in late:
         assert shot.shape == (288, 320, 3)
         errors = [float(np.abs(shot.astype(np.int16) - e).mean()) for e in expected]

@@ -103,8 +103,6 @@ ODD_ARRAYS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="capture/screen.py (another helper is editing it): detect_screen does not "
-                   "validate dtype/ndim/channels/empty/mixed sizes, so OpenCV/ValueError escape instead of UserError")
 def test_detect_screen_refuses_arrays_no_capture_gives() -> None:
     """Outside the capture contract (uint8 grey/RGB/RGBA of one size): must still be one UserError."""
     escaped = []

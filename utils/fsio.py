@@ -16,6 +16,10 @@ from typing import Any
 
 from utils.errors import UserError
 
+# Read once at import (os.umask can only be read by setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
@@ -37,6 +41,9 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
         raise UserError(f"cannot write to {parent}: {e.strerror or e}", 3) from None
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600; a finished file should get the usual permissions (0644 with umask 022).
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         yield tmp
         with open(tmp, "rb+") as f:
