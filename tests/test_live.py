@@ -126,9 +126,12 @@ def _start_emu(env: dict, frames: np.ndarray, tmp: Path, pos: str = "40,40", per
     proc = subprocess.Popen([PY, str(tmp / "fake_emu.py"), str(tmp / "frames.npy"), pos, str(period), str(lifetime),
                              ",".join(str(v) for v in border)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(150):
+    deadline = time.time() + 45  # generous: importing pygame takes seconds on a loaded 2-core machine
+    while time.time() < deadline:
         if _find(env, "FakeBoy emulator") is not None:
             return proc
+        if proc.poll() is not None:
+            break
         time.sleep(0.1)
     proc.kill()
     raise AssertionError("the stand-in emulator window did not appear")
