@@ -646,9 +646,11 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> TrainResult:  # n
         same = lambda a, b: [str(Path(p).resolve()) for p in (a or [])] == [str(Path(p).resolve()) for p in (b or [])]
         if not same(saved.get("data"), cfg.data) or not same(saved.get("val"), cfg.val):
             raise UserError(f"--resume: --data/--val differ from the run's ({', '.join(saved.get('data', []))})")
-        # The run's own settings win; only the epoch count (to extend a run) and the hardware
-        # settings may change on resume.
-        keep = {"epochs", "device", "amp", "workers", "resume", "show_progress", "stop_after_epoch", "cache_dir", "out"}
+        # The run's own settings win; only the epoch count (to extend a run), the hardware
+        # settings and the NoGAN phase (added to a finished generator run: the NoGAN recipe)
+        # may change on resume.
+        keep = {"epochs", "device", "amp", "workers", "resume", "show_progress", "stop_after_epoch", "cache_dir", "out",
+                "gan", "gan_critic_steps", "gan_epochs"}
         merged = {**{k: v for k, v in saved.items() if k not in keep}, **{k: getattr(cfg, k) for k in keep}}
         merged["data"] = [Path(p) for p in merged["data"]]
         merged["val"] = [Path(p) for p in merged["val"]] if merged.get("val") else None

@@ -1,0 +1,77 @@
+"""The shipped models: listed, loadable without torch, and as good as their model cards say."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, make_game_frames, shared_path
+
+import weights
+
+SHIPPED = weights.list_models()
+#: Games whose held-out figures the card-reproduction test re-measures (a fixed slice: 3 of 21).
+CHECK_GAMES = ["aevilia", "big2small", "gunpey"]
+
+
+def test_a_default_model_is_shipped_with_a_complete_card() -> None:
+    names = [m["name"] for m in SHIPPED]
+    assert "default" in names
+    for m in SHIPPED:
+        card = m["card"]
+        for key in ("arch", "params", "macs_160x144", "training", "held_out", "latency", "description"):
+            assert key in card, f"{m['name']}: model card lacks {key!r}"
+        assert m["path"].stat().st_size < 5_000_000, "shipped weights must stay small"
+        assert card["held_out"]["fp32"]["L"]["per_game"], "the card must carry per-game held-out metrics"
+
+
+def test_shipped_models_run_on_the_base_install_without_torch(tmp_path: Path) -> None:
+    """The player path (weights -> realtime) with torch made unimportable, as on `pip install retrocolor`."""
+    frame = make_game_frames(1, seed=3)[0].mean(axis=2).astype(np.uint8)
+    np.save(tmp_path / "f.npy", frame)
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np, weights\n"
+        "from realtime.engine import Colorizer\n"
+        "f = np.load(sys.argv[1])\n"
+        "for m in weights.list_models():\n"
+        "    out = Colorizer(m['name']).colorize(np.repeat(np.repeat(f, 2, 0), 2, 1))\n"
+        "    assert out.shape == (288, 320, 3), out.shape\n"
+        "    chroma = np.abs(out.astype(int) - out.mean(axis=2, keepdims=True)).mean()\n"
+        "    print(m['name'], round(float(chroma), 2))\n"
+        "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
+        "assert not any(k == 'models' or k.startswith('models.') for k in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "f.npy")], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for line in r.stdout.splitlines():
+        name, chroma = line.split()
+        assert float(chroma) > 1.0, f"{name} returned a grey frame: it did not colorize"
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("model", [m["name"] for m in SHIPPED])
+def test_card_metrics_reproduce_on_held_out_frames(model: str, tmp_path: Path) -> None:
+    """Rebuild the card's split from ../shared and re-measure 3 games: within 5% of the card."""
+    pytest.importorskip("torch")  # models.evaluate lives in the training extra
+    from dataset.tools import split
+    from models.evaluate import evaluate
+
+    gbc = shared_path("data", "gbc")
+    split([gbc], tmp_path / "split", by="time")  # the card's split: defaults (20 blocks, gap 2, seed 0)
+    card = next(m for m in SHIPPED if m["name"] == model)["card"]
+    per_game = card["held_out"]["fp32"]["L"]["per_game"]
+    test_dirs = [tmp_path / "split" / "test" / g for g in CHECK_GAMES]
+    rep = evaluate(weights.resolve(model), test_dirs, input_mode="L",
+                   baseline_train=[tmp_path / "split" / "train" / g for g in CHECK_GAMES], show_progress=False)
+    for g in CHECK_GAMES:
+        got, want = rep["per_game"][g], per_game[g]
+        assert got["n_frames"] == want["n_frames"], g
+        assert got["mse_ab"] == pytest.approx(want["mse_ab"], rel=0.05, abs=2e-4), g
+        assert got["acc10"] == pytest.approx(want["acc10"], abs=0.01), g
+    assert json.loads(json.dumps(rep["overall"]))  # the report stays JSON-serialisable
