@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,7 +186,11 @@ def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
     colorizer = make_colorizer(models[0], threads=opts.threads, smoothing=opts.smoothing)
 
     import cv2
-    from pyboy import PyBoy
+
+    with warnings.catch_warnings():
+        # pysdl2 announces which SDL2 binaries it found, on every start; players need not see it.
+        warnings.filterwarnings("ignore", message="Using SDL2 binaries", category=UserWarning)
+        from pyboy import PyBoy
 
     try:
         pyboy = PyBoy(str(rom), window="null", sound_emulated=False, cgb=False, log_level="ERROR")
