@@ -72,3 +72,23 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(line)
     if os.environ.get("RETROCOLOR_ROBUSTNESS_JSON"):
         mod.write_json(os.environ["RETROCOLOR_ROBUSTNESS_JSON"])
+
+
+def tiny_lightness_onnx(path: Path) -> Path:
+    """A 1x1 conv (1 -> 2 channels) + tanh, written without torch: a stand-in model whose colours
+    depend on lightness, like a real model's output (for the player-side tests)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.array([[[[1.2]]], [[[-0.9]]]], np.float32)
+    b = np.array([-0.5, 0.45], np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["L", "W", "B"], ["c"], kernel_shape=[1, 1]),
+         helper.make_node("Tanh", ["c"], ["ab"])],
+        "tiny", [helper.make_tensor_value_info("L", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info("ab", TensorProto.FLOAT, ["N", 2, "H", "W"])],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path

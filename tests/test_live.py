@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import make_game_frames
+from conftest import tiny_lightness_onnx as _tiny_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -64,25 +65,6 @@ while time.time() - start < lifetime:
     time.sleep(1 / 60)
 pygame.display.quit()
 """
-
-
-def _tiny_onnx(path: Path) -> Path:
-    """A 1x1 conv (1 -> 2 channels) + tanh: colours depend on lightness, like a real model's output."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    w = np.array([[[[1.2]]], [[[-0.9]]]], np.float32)
-    b = np.array([-0.5, 0.45], np.float32)
-    g = helper.make_graph(
-        [helper.make_node("Conv", ["L", "W", "B"], ["c"], kernel_shape=[1, 1]),
-         helper.make_node("Tanh", ["c"], ["ab"])],
-        "tiny", [helper.make_tensor_value_info("L", TensorProto.FLOAT, ["N", 1, "H", "W"])],
-        [helper.make_tensor_value_info("ab", TensorProto.FLOAT, ["N", 2, "H", "W"])],
-        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, str(path))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -9,30 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import tiny_lightness_onnx as _tiny_onnx
 
 import retrocolor
 from realtime.demo import build_demo_rom, write_demo_rom
 from realtime.play import PlayOptions, play, validate_rom
 from utils.errors import UserError
-
-
-def _tiny_onnx(path: Path) -> Path:
-    """A 1x1 conv (1 -> 2 channels) + tanh on L: a stand-in model whose colours depend on lightness."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    w = np.array([[[[1.2]]], [[[-0.9]]]], np.float32)
-    b = np.array([-0.5, 0.45], np.float32)
-    g = helper.make_graph(
-        [helper.make_node("Conv", ["L", "W", "B"], ["c"], kernel_shape=[1, 1]),
-         helper.make_node("Tanh", ["c"], ["ab"])],
-        "tiny", [helper.make_tensor_value_info("L", TensorProto.FLOAT, ["N", 1, "H", "W"])],
-        [helper.make_tensor_value_info("ab", TensorProto.FLOAT, ["N", 2, "H", "W"])],
-        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, str(path))
-    return path
 
 
 @pytest.fixture(scope="module")
