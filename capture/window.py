@@ -170,7 +170,7 @@ def list_windows() -> list[WindowInfo]:
             try:
                 if window_state(w.id).viewable:
                     kept.append(w)
-            except WindowGone:
+            except (WindowGone, OSError):
                 continue
         result = kept
     return result
@@ -215,7 +215,9 @@ def window_state(win_id: int) -> WindowInfo:
     if r.returncode != 0:
         if "BadWindow" in r.stderr or "No such window" in r.stderr or "bad window" in r.stderr.lower():
             raise WindowGone(hex(win_id))
-        raise WindowGone(r.stderr.strip() or hex(win_id))
+        # Any other failure (the X server busy, xwininfo interrupted) says nothing about the
+        # window: the caller retries instead of treating a live emulator as closed.
+        raise OSError(f"xwininfo failed for {hex(win_id)}: {' '.join(r.stderr.split())[:120]}")
     fields: dict[str, str] = {}
     title = ""
     for line in r.stdout.splitlines():

@@ -355,8 +355,16 @@ class LiveSession:
             try:
                 st = window_state(self.source.id)
             except WindowGone:
-                self.finish(f"the captured window {self.source.title!r} closed; stopping")
-                return
+                # Confirm once: an X server busy under load can fail one query of a live window.
+                time.sleep(0.2)
+                try:
+                    st = window_state(self.source.id)
+                except WindowGone:
+                    self.finish(f"the captured window {self.source.title!r} closed; stopping")
+                    return
+                except Exception as e:  # noqa: BLE001 - a failed poll is retried, never fatal
+                    self.errors.append(f"tracker: {e}")
+                    continue
             except Exception as e:  # noqa: BLE001 - a failed poll is retried, never fatal
                 self.errors.append(f"tracker: {e}")
                 continue
