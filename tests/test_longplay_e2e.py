@@ -10,7 +10,6 @@ thresholds can fail.  Only the first 20 s of each clip are used, to keep the tes
 
 from __future__ import annotations
 
-import http.server
 import json
 import threading
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import shared_path
+from test_download import _Handler, _Server
 
 from capture.download import download
 from dataset.extract import extract
@@ -35,36 +35,10 @@ END_S = 20.0
 CLIPS = [("aevilia", "nearest", 36.0, 28.0), ("europa-rescue", "bilinear", 27.5, 25.5)]
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves the one clip in ``server.files`` (no ranges needed for a fresh download)."""
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _serve(self, body: bool) -> None:
-        data = self.server.files.get(self.path)  # type: ignore[attr-defined]
-        if data is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "video/mp4")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if body:
-            self.wfile.write(data)
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._serve(True)
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._serve(False)
-
-
 @pytest.fixture(scope="module")
-def http_base() -> Iterator[tuple[http.server.ThreadingHTTPServer, str]]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.daemon_threads = True
-    srv.files = {}  # type: ignore[attr-defined]
+def http_base() -> Iterator[tuple[_Server, str]]:
+    srv = _Server(("127.0.0.1", 0), _Handler)  # the Range-capable loopback server of test_download
+    srv.files, srv.cut, srv.ranges = {}, False, []
     t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     try:
@@ -99,11 +73,11 @@ def frame_psnrs(out: Path, truth: dict[int, Path], fps: float) -> list[float]:
 @pytest.mark.shared
 @pytest.mark.parametrize("game,kernel,min_mean,min_frame", CLIPS)
 def test_download_extract_matches_truth(game: str, kernel: str, min_mean: float, min_frame: float,
-                                        http_base: tuple[http.server.ThreadingHTTPServer, str], tmp_path: Path) -> None:
+                                        http_base: tuple[_Server, str], tmp_path: Path) -> None:
     src = shared_path("longplays", f"{game}.mp4")
     meta = json.loads(shared_path("longplays", f"{game}.json").read_text())
     srv, base = http_base
-    srv.files[f"/{game}.mp4"] = src.read_bytes()  # type: ignore[attr-defined]
+    srv.files[f"/{game}.mp4"] = (src.read_bytes(), "video/mp4")
     paths = download(f"{base}/{game}.mp4", tmp_path / "dl")
     assert len(paths) == 1 and paths[0].read_bytes() == src.read_bytes()
 
