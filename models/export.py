@@ -180,13 +180,9 @@ def _torch_export(model: torch.nn.Module, path: Path, dynamic_hw: bool) -> None:
 def _session(path: Path, threads: int = 1) -> Any:
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    from utils.ort import session_options
+
+    return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def _run(sess: Any, x: np.ndarray, batch: int = 8) -> np.ndarray:

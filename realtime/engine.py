@@ -42,6 +42,7 @@ import onnxruntime as ort
 
 from dataset import color
 from utils.errors import UserError
+from utils.ort import session_options
 
 NATIVE_W, NATIVE_H = 160, 144
 
@@ -278,12 +279,7 @@ class Colorizer:
         self.smoothing = smoothing
         self.providers = list(providers) if providers else ["CPUExecutionProvider"]
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
+        so = session_options(threads)
         try:
             head = self.path.read_bytes()[:64]
         except OSError as e:

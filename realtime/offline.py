@@ -37,7 +37,7 @@ from capture.screen import ScreenRect, detect_screen
 from realtime.engine import NATIVE_H, NATIVE_W, Colorizer
 from utils.errors import UserError
 from utils.fsio import atomic_path
-from utils.images import IMAGE_SUFFIXES, list_images, read_rgb
+from utils.images import IMAGE_SUFFIXES, list_images, read_rgb, write_image
 from utils.progress import progress
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
@@ -145,18 +145,6 @@ class _FrameJob:
             out = rgb.copy()
             out[y:y + h, x:x + w] = colour
         return np.concatenate([rgb, out], axis=1) if self.side else out
-
-
-def _write_image(path: Path, rgb: np.ndarray) -> None:
-    suffix = path.suffix.lower() if path.suffix.lower() in IMAGE_SUFFIXES else ".png"
-    ok, enc = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise UserError(f"could not encode {path.name} as {suffix}")
-    try:
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(enc.tobytes())
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror or e}", 3) from None
 
 
 # ----------------------------------------------------------------------------- video
@@ -337,7 +325,7 @@ def colorize_path(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
             except UserError as e:
                 skipped.append(f"{f.name}: {e}")
                 continue
-            _write_image(dst / (f.stem + ".png"), _FrameJob(col, rect, side_by_side)(rgb))
+            write_image(dst / (f.stem + ".png"), _FrameJob(col, rect, side_by_side)(rgb))
             written += 1
         if not written:
             raise UserError(f"{src}: none of the {len(files)} images could be colorized ({skipped[0]})")
@@ -357,7 +345,7 @@ def colorize_path(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
         dst = dst / (src.stem + ".png")
     rect, how = locate_screen([rgb])
     col = Colorizer(model, threads=threads)
-    _write_image(dst, _FrameJob(col, rect, side_by_side)(rgb))
+    write_image(dst, _FrameJob(col, rect, side_by_side)(rgb))
     say(f"{src} -> {dst} ({rgb.shape[1]}x{rgb.shape[0]}, screen {rect[2]}x{rect[3]} [{how}], model {col.name})")
     return {"kind": "image", "input": str(src), "output": str(dst), "screen": list(rect), "model": col.name}
 

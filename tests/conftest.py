@@ -92,3 +92,22 @@ def tiny_lightness_onnx(path: Path) -> Path:
     m.ir_version = 8
     onnx.save(m, str(path))
     return path
+
+
+def twin_of(rgb: np.ndarray) -> np.ndarray:
+    """A fake monochrome twin: the frame's luma posterised to the four DMG shades."""
+    y = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return (np.clip(np.rint(y / 85.0), 0, 3) * 85).astype(np.uint8)
+
+
+def write_game(d: Path, n: int, seed: int = 0, twins: int = 0, w: int = 160, h: int = 144) -> np.ndarray:
+    """``n`` synthetic frames named in play order in ``d``, the first ``twins`` with a DMG twin."""
+    from utils.images import write_png
+
+    frames = make_game_frames(n, seed, w=w, h=h)
+    d.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(frames):
+        write_png(d / f"s1_{i:07d}.png", f)
+        if i < twins:
+            write_png(d / "dmg" / f"s1_{i:07d}.png", twin_of(f))
+    return frames

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_game_frames, shared_path
+from conftest import make_game_frames, shared_path, write_game
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,22 +26,6 @@ from utils.errors import UserError
 from utils.images import read_rgb, write_png
 
 CODE = {"train": 0, "val": 1, "test": 2}
-
-
-def twin_of(rgb: np.ndarray) -> np.ndarray:
-    y = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    return (np.clip(np.rint(y / 85.0), 0, 3) * 85).astype(np.uint8)
-
-
-def write_game(d: Path, n: int, seed: int = 0, twins: int = 0, w: int = 160, h: int = 144) -> np.ndarray:
-    """``n`` frames named in play order, the first ``twins`` of them with a DMG twin."""
-    frames = make_game_frames(n, seed, w=w, h=h)
-    d.mkdir(parents=True, exist_ok=True)
-    for i, f in enumerate(frames):
-        write_png(d / f"s1_{i:07d}.png", f)
-        if i < twins:
-            write_png(d / "dmg" / f"s1_{i:07d}.png", twin_of(f))
-    return frames
 
 
 def no_temp_left(folder: Path) -> bool:

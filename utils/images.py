@@ -192,13 +192,22 @@ def read_gray(path: str | os.PathLike[str]) -> np.ndarray:
 
 def write_png(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
     """Write an RGB (or grey) uint8 image as PNG, atomically."""
+    write_image(path, rgb, ".png")
+
+
+def write_image(path: str | os.PathLike[str], rgb: np.ndarray, suffix: str | None = None) -> None:
+    """Write an RGB (or grey) uint8 image atomically, encoded by ``suffix`` (default: the path's,
+    falling back to PNG for an unknown one)."""
     arr = np.asarray(rgb)
     if arr.dtype != np.uint8:
-        raise ValueError(f"write_png expects uint8, got {arr.dtype}")
+        raise ValueError(f"write_image expects uint8, got {arr.dtype}")
+    if suffix is None:
+        suffix = Path(path).suffix.lower()
+        suffix = suffix if suffix in IMAGE_SUFFIXES else ".png"
     bgr = arr if arr.ndim == 2 else cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
-    ok, enc = cv2.imencode(".png", bgr)
+    ok, enc = cv2.imencode(suffix, bgr)
     if not ok:
-        raise UserError(f"could not encode PNG for {path}")
+        raise UserError(f"could not encode {Path(path).name} as {suffix}")
     try:
         with atomic_path(path) as tmp:
             tmp.write_bytes(enc.tobytes())
