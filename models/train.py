@@ -68,7 +68,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                  weight_decay=1e-4, crop=128, hflip=True, dmg_aug=0.25, twin_prob=0.25),
 }
 #: The loss each arch trains best with under the "ours" preset (others: mse).
-PREFERRED_LOSS = {"unet": "ce+l1", "fusion": "mse"}
+PREFERRED_LOSS = {"unet": "ce+l1", "unet_lut": "ce+l1", "fusion": "mse"}
 #: NoGAN schedule: critic pre-training steps, then adversarial epochs at a lower lr.
 GAN_CRITIC_STEPS = 200
 GAN_EPOCHS = 1
@@ -655,6 +655,8 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> TrainResult:  # n
         merged["data"] = [Path(p) for p in merged["data"]]
         merged["val"] = [Path(p) for p in merged["val"]] if merged.get("val") else None
         merged["out"] = Path(merged["out"])
+        if merged.get("crop") is None and merged.get("crop_explicit"):
+            merged["crop"] = 0  # the run asked for whole frames (--crop 0), not the preset's crop
         cfg = TrainConfig(**{k: merged[k] for k in (f.name for f in fields(TrainConfig)) if k in merged}).resolved()
 
     torch.manual_seed(cfg.seed)
@@ -666,7 +668,11 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> TrainResult:  # n
     games = list(train_fs.games)
     del train_fs
 
-    model = models.create(cfg.arch, **_arch_kwargs(cfg.arch, len(games))).to(device)
+    model = models.create(cfg.arch, **_arch_kwargs(cfg.arch, len(games)))
+    if state is None and hasattr(model, "init_from_data"):
+        # Data-dependent start (unet_lut: its lookup table begins as the mean ab per L level).
+        model.init_from_data(data.L, data.ab)
+    model = model.to(device)
     aug = Augment(crop=cfg.crop, hflip=bool(cfg.hflip), dmg_aug=float(cfg.dmg_aug or 0),
                   twin_prob=float(cfg.twin_prob or 0))
 

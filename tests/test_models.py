@@ -19,7 +19,7 @@ from models.gan import PatchCritic, adversarial_losses
 from models.losses import ABBins, class_rebalance_weights, compute_loss
 from utils.errors import UserError
 
-ALL = ["fusion", "unet", "v0", "v1", "v2"]
+ALL = ["fusion", "unet", "unet_lut", "v0", "v1", "v2"]
 
 
 def _make(name: str, **kw: object) -> nn.Module:
@@ -41,6 +41,8 @@ def test_output_shape_and_range(name: str) -> None:
             assert y.shape == (shape[0], 2, shape[2], shape[3])
             assert torch.isfinite(y).all()
         # Blow the weights up: the output must stay a valid ab/128 however badly a net is trained.
+        if hasattr(m, "lut_ab"):
+            m.lut_ab.normal_()  # zero until init_from_data, and the head's last conv starts at zero
         for p in m.parameters():
             p.mul_(4.0)
         y = m(torch.rand(2, 1, 64, 64))
@@ -55,13 +57,13 @@ def test_forward_train_matches_forward(name: str) -> None:
     with torch.no_grad():
         out = m.forward_train(x)
         assert torch.allclose(out["ab"], m(x), atol=1e-6)
-    if name == "unet":
+    if name in ("unet", "unet_lut"):
         q = out["ab_bins"].shape[0]
         assert out["ab_logits"].shape == (2, q, 16, 24)  # logits at 1/4 resolution
         assert out["ab_bins"].shape == (q, 2)
 
 
-@pytest.mark.parametrize("name", ["fusion", "unet"])
+@pytest.mark.parametrize("name", ["fusion", "unet", "unet_lut"])
 def test_game_head(name: str) -> None:
     assert "game_logits" not in _make(name).forward_train(torch.rand(1, 1, 64, 64))
     out = _make(name, num_games=5).forward_train(torch.rand(3, 1, 64, 64))
@@ -214,6 +216,75 @@ def test_compute_loss_kinds_train_unet(kind: str) -> None:
     # Every kind reaches the logits: the regression kinds through the in-graph annealed mean.
     assert m.head.weight.grad is not None and m.head.weight.grad.abs().sum() > 0
     assert m.game_head.weight.grad.abs().sum() > 0
+
+
+def _palette_frames(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L, ab) in Lab units, as TensorData holds them: 4 palette colours drawn in random tiles."""
+    g = torch.Generator().manual_seed(seed)
+    rgb = torch.tensor([[224, 248, 208], [136, 192, 112], [200, 60, 60], [8, 24, 32]], dtype=torch.uint8)
+    lab = torch.from_numpy(rgb_to_lab(rgb.numpy()[None])[0]).float()  # (4, 3)
+    tiles = torch.randint(0, 4, (n, 8, 8), generator=g)
+    idx = tiles.repeat_interleave(8, 1).repeat_interleave(8, 2)  # (n, 64, 64)
+    px = lab[idx]  # (n, 64, 64, 3)
+    return px[..., :1].permute(0, 3, 1, 2).half(), px[..., 1:].permute(0, 3, 1, 2).half()
+
+
+def test_unet_lut_untrained_is_the_lookup_table() -> None:
+    """init_from_data makes an untrained unet_lut predict the mean ab per L: the LUT baseline."""
+    from models.metrics import LutBaseline
+
+    L, ab = _palette_frames(6)
+    m = _make("unet_lut")
+    with torch.no_grad():
+        before = m(L[:2].float() / 100.0)
+    assert before.abs().max() == 0  # nothing learned, nothing initialised: grey
+    m.init_from_data(L, ab)
+    with torch.no_grad():
+        pred = m(L[:2].float() / 100.0) * 128.0
+    lut = LutBaseline(256)
+    lut.update(L.float().numpy()[:, 0], ab.float().permute(0, 2, 3, 1).numpy())
+    lut.fit_done()
+    ref = lut.predict(L[:2].float().numpy()[:, 0])  # (2, H, W, 2) Lab units
+    # Every pixel's L names its palette colour exactly, so both tables reproduce the truth.
+    assert np.abs(pred.permute(0, 2, 3, 1).numpy() - ref).max() < 0.5
+    assert (pred - ab[:2].float()).abs().max() < 0.5
+    # Levels no pixel fell in are interpolated, not left at zero.
+    filled = torch.unique(torch.round(L.float() / 100.0 * 255).long())
+    gap = (int(filled[0]) + int(filled[1])) // 2
+    expect = (m.lut_ab[filled[0]] + m.lut_ab[filled[1]]) / 2
+    assert torch.allclose(m.lut_ab[gap], expect, atol=0.05)
+
+
+def test_unet_lut_learns_what_no_lookup_table_can() -> None:
+    """Same L, two colours, told apart only by a marker elsewhere on screen: context beats the LUT."""
+    g = torch.Generator().manual_seed(0)
+    n = 16
+    kind = torch.arange(n) % 2  # 0: red scenes (bright marker), 1: blue scenes (dark marker)
+    L = torch.full((n, 1, 32, 32), 60.0)
+    L[:, :, :8, :] = torch.where(kind.view(-1, 1, 1, 1) == 0, 90.0, 20.0)  # a status bar
+    ab = torch.zeros(n, 2, 32, 32)
+    ab[:, 0] = torch.where(kind.view(-1, 1, 1) == 0, 40.0, -10.0)
+    ab[:, 1] = torch.where(kind.view(-1, 1, 1) == 0, 20.0, -40.0)
+    ab[:, :, :8, :] = 0.0
+    m = _make("unet_lut").train()
+    m.init_from_data(L.half(), ab.half())
+    x, y = L / 100.0, ab / 128.0
+
+    def mse() -> float:
+        with torch.no_grad():
+            return float(((m.eval()(x) - y) ** 2).mean())
+
+    lut_mse = mse()  # the untrained net is the lookup table: it averages red and blue
+    assert lut_mse > 0.02
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    for _ in range(200):  # seeds 0-3 get there by step 150 (the bin CE alone would take longer)
+        m.train()
+        i = torch.randint(0, n, (8,), generator=g)
+        loss, _ = compute_loss(m.forward_train(x[i]), y[i], kind="l1")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert mse() < 0.2 * lut_mse
 
 
 def test_compute_loss_errors() -> None:

@@ -233,12 +233,38 @@ def test_gan_phase_runs(data2: Path, tmp_path: Path) -> None:
 
 def test_fusion_and_unet_train_a_step(data2: Path, tmp_path: Path) -> None:
     """Each arch with its preferred loss (unet: ce+l1 with rebalancing; fusion: mse + game CE)."""
-    for arch in ("unet", "fusion"):
+    for arch in ("unet", "unet_lut", "fusion"):
         run = tmp_path / arch
         train(cfg_for(data2, run, arch=arch, epochs=1, steps_per_epoch=1, crop=32, lr=None, batch_size=2))
         _, meta = load_model(run / "last")
-        assert meta["loss"] == {"unet": "ce+l1", "fusion": "mse"}[arch]
+        assert meta["loss"] == {"unet": "ce+l1", "unet_lut": "ce+l1", "fusion": "mse"}[arch]
         assert np.isfinite(float(log_rows(run)[0]["val_mse_ab"]))
+
+
+def test_unet_lut_run_starts_as_the_lookup_table(data2: Path, tmp_path: Path) -> None:
+    """A fresh unet_lut run initialises its table from the training frames; a resumed run keeps its own."""
+    run = tmp_path / "lut"
+    train(cfg_for(data2, run, arch="unet_lut", epochs=1, steps_per_epoch=1, lr=1e-12, batch_size=2))
+    model, _ = load_model(run / "last")
+    fs = load_frames([data2], size=None, show_progress=False)
+    lab = rgb_to_lab(fs.rgb)
+    x = torch.from_numpy(lab[..., 0].astype(np.float32) / 100.0)[:, None]
+    with torch.no_grad():
+        pred = model(x).permute(0, 2, 3, 1).numpy() * AB_SCALE
+    lut = LutBaseline(256)
+    lut.update(lab[..., 0], lab[..., 1:])
+    lut_mse = float(((lut.predict(lab[..., 0]) - lab[..., 1:]) ** 2).mean())
+    gray_mse = float((lab[..., 1:] ** 2).mean())
+    net_mse = float(((pred - lab[..., 1:]) ** 2).mean())
+    assert net_mse < 1.5 * lut_mse + 1.0 and net_mse < 0.5 * gray_mse, (net_mse, lut_mse, gray_mse)
+    # --resume must not re-initialise the table over the trained one.
+    from models.train import load_state, save_state
+    state = load_state(run)
+    state["model"]["lut_ab"] = torch.zeros_like(state["model"]["lut_ab"])
+    save_state(run, state)
+    train(cfg_for(data2, run, arch="unet_lut", epochs=2, steps_per_epoch=1, lr=1e-12, batch_size=2, resume=True))
+    resumed, _ = load_model(run / "last")
+    assert resumed.lut_ab.abs().max() < 1e-6
 
 
 @pytest.mark.shared
