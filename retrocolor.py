@@ -223,10 +223,30 @@ def cmd_models(a: argparse.Namespace) -> int:
         print(f"no shipped models in {weights.WEIGHTS_DIR} (make one: retrocolor export CHECKPOINT -o MODEL.onnx)")
         return 0
     for r in rows:
+        card = r["card"]
         flags = " [default]" if r["default"] else ""
-        int8 = " (+int8)" if r["int8_path"] else ""
-        print(f"{r['name']}{flags}{int8}: {r['description'] or '(no model card)'}")
+        print(f"{r['name']}{flags}: {r['description'] or '(no model card)'}")
+        facts = []
+        if card.get("arch"):
+            facts.append(f"arch {card['arch']}")
+        if isinstance(card.get("params"), int):
+            facts.append(f"{card['params'] / 1e3:.0f}k params")
+        if isinstance(card.get("macs_160x144"), int):
+            facts.append(f"{card['macs_160x144'] / 1e6:.0f}M MACs")
+        m = card.get("metrics") or {}
+        if isinstance(m.get("mse_ab"), (int, float)) and isinstance(m.get("acc10"), (int, float)):
+            facts.append(f"held-out mse_ab {m['mse_ab']:.4f} acc10 {m['acc10']:.3f}")
+        if isinstance(card.get("fp32_ms"), (int, float)):
+            facts.append(f"{card['fp32_ms']:.1f} ms/frame (1 thread)")
+        if facts:
+            print("    " + ", ".join(facts))
         print(f"    {r['path']}")
+        if r["int8_path"]:
+            i8 = ((card.get("held_out") or {}).get("int8_L") or {}).get("overall") or {}
+            q = f"held-out mse_ab {i8['mse_ab']:.4f}, " if isinstance(i8.get("mse_ab"), (int, float)) else ""
+            i8ms = (card.get("int8") or {}).get("int8_ms")
+            ms = f"{i8ms:.1f} ms/frame, " if isinstance(i8ms, (int, float)) else ""
+            print(f"    int8 (--model {r['name']}.int8; {q}{ms}a quarter of the size): {r['int8_path']}")
     return 0
 
 

@@ -103,7 +103,7 @@ def main() -> int:
             "what": "test blocks of the same split (other stretches of play of the same games); "
                     "baselines: gray (ab = 0) and a lookup table fitted on the train blocks",
             "fp32": results,
-            "int8_L": _short(rep8)["overall"],
+            "int8_L": _short(rep8),
         },
         "latency": bench,
         "metrics": results["L"]["overall"],

@@ -351,6 +351,31 @@ def test_weights_list_and_resolve(shipped: Path, tmp_path_factory: pytest.TempPa
     assert weights.card_for(shipped / "gbc-small.int8.onnx")["description"] == "small and fast"
 
 
+def test_models_command_says_what_each_model_is(shipped: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import retrocolor
+
+    tiny_onnx(shipped / "gbc-small.onnx")
+    tiny_onnx(shipped / "gbc-small.int8.onnx")
+    (shipped / "gbc-small.json").write_text(json.dumps({
+        "description": "small and fast", "default": True, "arch": "unet_lut", "params": 241469,
+        "macs_160x144": 110947328,
+        "metrics": {"mse_ab": 0.0041, "acc10": 0.93}, "fp32_ms": 4.2, "int8": {"int8_ms": 5.1},
+        "held_out": {"int8_L": {"overall": {"mse_ab": 0.0043}}},
+    }))
+    tiny_onnx(shipped / "other.onnx")
+    (shipped / "other.json").write_text("{not json")  # a broken card must not hide the model
+    assert retrocolor.main(["models"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "gbc-small [default]: small and fast"
+    assert out[1].strip() == ("arch unet_lut, 241k params, 111M MACs, held-out mse_ab 0.0041 acc10 0.930, "
+                              "4.2 ms/frame (1 thread)")
+    assert out[2].strip() == str(shipped / "gbc-small.onnx")
+    assert out[3].strip().startswith("int8 (--model gbc-small.int8; held-out mse_ab 0.0043, 5.1 ms/frame")
+    assert out[3].endswith(str(shipped / "gbc-small.int8.onnx"))
+    assert out[4] == "other: (no model card)" and out[5].strip() == str(shipped / "other.onnx")
+    assert len(out) == 6
+
+
 def test_weights_single_model_is_the_default(shipped: Path) -> None:
     import weights
 
