@@ -432,13 +432,13 @@ class UNetLut(UNet):
         table = np.stack([np.interp(np.arange(lv), xs, mean[:, c].numpy()) for c in range(2)], axis=1)
         self.lut_ab.copy_(torch.from_numpy(table).to(self.lut_ab))
 
-    def _lookup(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        # (B, H, W) int64 -> (B, C, H, W): a Gather plus a transpose in ONNX.
-        return table[idx].permute(0, 3, 1, 2)
-
     def _run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         idx = torch.clamp(torch.round(x[:, 0] * (self.levels - 1)), 0, self.levels - 1).long()
-        f0 = F.relu(self.stem(x) + self._lookup(self.lut_stem, idx))
+        # One Gather of all three tables, one transpose to NCHW, then channel slices: 0.15 ms
+        # faster in ONNX Runtime than three lookups.
+        c0, ch = self.lut_stem.shape[1], self.lut_head.shape[1]
+        looked = torch.cat([self.lut_stem, self.lut_head, self.lut_ab], dim=1)[idx].permute(0, 3, 1, 2)
+        f0 = F.relu(self.stem(x) + looked[:, :c0])
         f2 = self.down2(self.down1(f0))
         f3 = self.down3(f2)
         g = self.glob(f3)
@@ -448,9 +448,8 @@ class UNetLut(UNet):
         logits = self.head(d2)
         p = torch.softmax(logits.permute(0, 2, 3, 1) / self.temperature, dim=-1)
         coarse = self.up4(torch.matmul(p, self.ab_bins).permute(0, 3, 1, 2))
-        h = F.relu(self._lookup(self.lut_head, idx) + self.up_ctx(self.ctx(d2))
-                   + self.edge(torch.cat([x, coarse], dim=1)))
-        ab = torch.clamp(self._lookup(self.lut_ab, idx) + self.head2(F.relu(self.head1(h))), -1.0, 1.0)
+        h = F.relu(looked[:, c0:c0 + ch] + self.up_ctx(self.ctx(d2)) + self.edge(torch.cat([x, coarse], dim=1)))
+        ab = torch.clamp(looked[:, c0 + ch:] + self.head2(F.relu(self.head1(h))), -1.0, 1.0)
         out = {"ab": ab, "ab_logits": logits, "ab_bins": self.ab_bins}
         if self.game_head is not None:
             out["game_logits"] = self.game_head(g)

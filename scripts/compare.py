@@ -37,6 +37,7 @@ ROWS = [  # (row name, arch, preset)
     ("v2", "v2", "ours"),
     ("fusion", "fusion", "ours"),
     ("unet (ours)", "unet", "ours"),
+    ("unet_lut (ours)", "unet_lut", "ours"),
 ]
 
 

@@ -26,6 +26,9 @@ def test_a_default_model_is_shipped_with_a_complete_card() -> None:
         for key in ("arch", "params", "macs_160x144", "training", "held_out", "latency", "description"):
             assert key in card, f"{m['name']}: model card lacks {key!r}"
         assert m["path"].stat().st_size < 5_000_000, "shipped weights must stay small"
+        if m["int8_path"]:
+            assert m["int8_path"].stat().st_size < 0.5 * m["path"].stat().st_size
+            assert card["held_out"]["int8_L"]["per_game"], "the card must carry the int8 model's figures too"
         assert card["held_out"]["fp32"]["L"]["per_game"], "the card must carry per-game held-out metrics"
 
 
@@ -39,10 +42,11 @@ def test_shipped_models_run_on_the_base_install_without_torch(tmp_path: Path) ->
         "from realtime.engine import Colorizer\n"
         "f = np.load(sys.argv[1])\n"
         "for m in weights.list_models():\n"
-        "    out = Colorizer(m['name']).colorize(np.repeat(np.repeat(f, 2, 0), 2, 1))\n"
-        "    assert out.shape == (288, 320, 3), out.shape\n"
-        "    chroma = np.abs(out.astype(int) - out.mean(axis=2, keepdims=True)).mean()\n"
-        "    print(m['name'], round(float(chroma), 2))\n"
+        "    for name in [m['name']] + ([m['name'] + '.int8'] if m['int8_path'] else []):\n"
+        "        out = Colorizer(name).colorize(np.repeat(np.repeat(f, 2, 0), 2, 1))\n"
+        "        assert out.shape == (288, 320, 3), out.shape\n"
+        "        chroma = np.abs(out.astype(int) - out.mean(axis=2, keepdims=True)).mean()\n"
+        "        print(name, round(float(chroma), 2))\n"
         "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
         "assert not any(k == 'models' or k.startswith('models.') for k in sys.modules)\n"
     )
@@ -54,9 +58,12 @@ def test_shipped_models_run_on_the_base_install_without_torch(tmp_path: Path) ->
         assert float(chroma) > 1.0, f"{name} returned a grey frame: it did not colorize"
 
 
+VARIANTS = [(m["name"], "fp32") for m in SHIPPED] + [(m["name"], "int8") for m in SHIPPED if m["int8_path"]]
+
+
 @pytest.mark.shared
-@pytest.mark.parametrize("model", [m["name"] for m in SHIPPED])
-def test_card_metrics_reproduce_on_held_out_frames(model: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("model,variant", VARIANTS)
+def test_card_metrics_reproduce_on_held_out_frames(model: str, variant: str, tmp_path: Path) -> None:
     """Rebuild the card's split from ../shared and re-measure 3 games: within 5% of the card."""
     pytest.importorskip("torch")  # models.evaluate lives in the training extra
     from dataset.tools import split
@@ -65,9 +72,10 @@ def test_card_metrics_reproduce_on_held_out_frames(model: str, tmp_path: Path) -
     gbc = shared_path("data", "gbc")
     split([gbc], tmp_path / "split", by="time")  # the card's split: defaults (20 blocks, gap 2, seed 0)
     card = next(m for m in SHIPPED if m["name"] == model)["card"]
-    per_game = card["held_out"]["fp32"]["L"]["per_game"]
+    held = card["held_out"]
+    per_game = held["fp32"]["L"]["per_game"] if variant == "fp32" else held["int8_L"]["per_game"]
     test_dirs = [tmp_path / "split" / "test" / g for g in CHECK_GAMES]
-    rep = evaluate(weights.resolve(model), test_dirs, input_mode="L",
+    rep = evaluate(weights.resolve(model, int8=variant == "int8"), test_dirs, input_mode="L",
                    baseline_train=[tmp_path / "split" / "train" / g for g in CHECK_GAMES], show_progress=False)
     for g in CHECK_GAMES:
         got, want = rep["per_game"][g], per_game[g]
