@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +34,18 @@ def shared_path(*parts: str) -> Path:
 def shared() -> Path:
     """The ../shared folder; tests using it are skipped where it is absent."""
     return shared_path()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one intra-op thread for the test: two OpenMP threads on a shared 2-core runner
+    spin against each other (~50x slower)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 def make_game_frames(n: int, seed: int = 0, w: int = 160, h: int = 144) -> np.ndarray:
@@ -111,3 +130,102 @@ def write_game(d: Path, n: int, seed: int = 0, twins: int = 0, w: int = 160, h: 
         if i < twins:
             write_png(d / "dmg" / f"s1_{i:07d}.png", twin_of(f))
     return frames
+
+
+# --------------------------------------------------------------------------- loopback HTTP server
+class RangeServer(http.server.ThreadingHTTPServer):
+    """A loopback HTTP server for the download tests (yt-dlp cannot reach the internet here).
+
+    ``files`` maps URL paths to ``(bytes, content type)``.  GET/HEAD honour single
+    ``bytes=a-b`` ranges (206/416), unknown paths are 404.  ``ranges`` logs each GET's Range
+    header; ``sent`` counts body bytes written.  ``chunk``/``delay`` trickle the body (0: one
+    write), so a test can kill a client mid-download; with ``cut`` every body stops at half the
+    file and the connection drops although the whole body was announced.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, files: dict[str, tuple[bytes, str]] | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), _RangeHandler)
+        self.files: dict[str, tuple[bytes, str]] = dict(files or {})
+        self.ranges: list[str | None] = []
+        self.cut = False
+        self.chunk = 0
+        self.delay = 0.0
+        self.sent = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _RangeHandler(http.server.BaseHTTPRequestHandler):
+    server: RangeServer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _serve(self, body: bool) -> None:
+        entry = self.server.files.get(self.path)
+        if entry is None:
+            self.send_error(404, "Not Found")
+            return
+        data, ctype = entry
+        start, end = 0, len(data) - 1
+        rng = self.headers.get("Range")
+        if body:
+            self.server.ranges.append(rng)
+        m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng or "")
+        if m:
+            start = int(m.group(1))
+            end = min(int(m.group(2)), end) if m.group(2) else end
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        if not body:
+            return
+        stop = end + 1
+        if self.server.cut:
+            stop = min(stop, len(data) // 2)
+        step = self.server.chunk or max(1, stop - start)
+        with contextlib.suppress(OSError):  # the client may hang up early (yt-dlp's probe request does)
+            for i in range(start, stop, step):
+                self.wfile.write(data[i:min(i + step, stop)])
+                self.server.sent += min(step, stop - i)
+                if self.server.delay:
+                    self.wfile.flush()
+                    time.sleep(self.server.delay)
+            if stop <= end:  # announced more than we sent: drop the connection mid-body
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._serve(body=True)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._serve(body=False)
+
+
+@contextlib.contextmanager
+def range_server(files: dict[str, tuple[bytes, str]] | None = None) -> Iterator[RangeServer]:
+    """A running :class:`RangeServer`, shut down on exit."""
+    srv = RangeServer(files)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()

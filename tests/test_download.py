@@ -7,17 +7,15 @@ yt-dlp's generic extractor turns into playlist entries).  Nothing leaves 127.0.0
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import re
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import RangeServer, range_server
 
 from capture.download import _verify, condense_error, download, format_selector
 from retrocolor import main
@@ -38,69 +36,6 @@ def _make_mp4(path: Path, frames: int = 12, seed: int = 0) -> bytes:
     return data
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    files: dict[str, tuple[bytes, str]]
-    cut: bool            # while True every GET body stops at half the file and the socket drops
-    ranges: list[str | None]
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """GET/HEAD with single ``bytes=a-b`` ranges, 404 for unknown paths, optional mid-body cut."""
-
-    server: _Server
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _serve(self, body: bool) -> None:
-        entry = self.server.files.get(self.path)
-        if entry is None:
-            self.send_error(404, "Not Found")
-            return
-        data, ctype = entry
-        start, end = 0, len(data) - 1
-        rng = self.headers.get("Range")
-        if body:
-            self.server.ranges.append(rng)
-        m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng or "")
-        if m:
-            start = int(m.group(1))
-            end = min(int(m.group(2)), end) if m.group(2) else end
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Length", str(end - start + 1))
-        self.end_headers()
-        if not body:
-            return
-        stop = end + 1
-        if self.server.cut:
-            stop = min(stop, len(data) // 2)
-        with contextlib.suppress(OSError):  # the client may hang up early (yt-dlp's probe request does)
-            if stop > start:
-                self.wfile.write(data[start:stop])
-            if stop <= end:  # announced more than we sent: drop the connection mid-body
-                self.wfile.flush()
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._serve(body=True)
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._serve(body=False)
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
     p = tmp_path_factory.mktemp("src") / "clip.mp4"
@@ -108,18 +43,9 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
 
 
 @pytest.fixture
-def server(clip: tuple[Path, bytes]) -> Iterator[tuple[_Server, str]]:
-    srv = _Server(("127.0.0.1", 0), _Handler)
-    srv.files = {"/clip.mp4": (clip[1], "video/mp4")}
-    srv.cut = False
-    srv.ranges = []
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
-        yield srv, f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+def server(clip: tuple[Path, bytes]) -> Iterator[tuple[RangeServer, str]]:
+    with range_server({"/clip.mp4": (clip[1], "video/mp4")}) as srv:
+        yield srv, srv.url
 
 
 def _closed_port() -> int:
@@ -136,7 +62,8 @@ def _final_files(folder: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- success paths
-def test_http_download_is_byte_identical(server: tuple[_Server, str], clip: tuple[Path, bytes], tmp_path: Path) -> None:
+def test_http_download_is_byte_identical(server: tuple[RangeServer, str], clip: tuple[Path, bytes],
+                                         tmp_path: Path) -> None:
     _, base = server
     out = tmp_path / "dl" / "nested"  # created on demand
     paths = download(f"{base}/clip.mp4", out)
@@ -153,7 +80,7 @@ def test_http_download_is_byte_identical(server: tuple[_Server, str], clip: tupl
     assert ok and frame.shape == (80, 96, 3)
 
 
-def test_second_download_reuses_the_finished_file(server: tuple[_Server, str], clip: tuple[Path, bytes],
+def test_second_download_reuses_the_finished_file(server: tuple[RangeServer, str], clip: tuple[Path, bytes],
                                                    tmp_path: Path) -> None:
     _, base = server
     first = download(f"{base}/clip.mp4", tmp_path)
@@ -175,7 +102,7 @@ def test_file_url_and_local_path_copy_identically(clip: tuple[Path, bytes], tmp_
     assert download(str(a[0]), tmp_path / "a") == a and a[0].read_bytes() == data
 
 
-def test_playlist_gives_one_file_per_entry(server: tuple[_Server, str], tmp_path: Path) -> None:
+def test_playlist_gives_one_file_per_entry(server: tuple[RangeServer, str], tmp_path: Path) -> None:
     """An RSS feed is a playlist to yt-dlp's generic extractor: each enclosure is an entry."""
     srv, base = server
     d1 = _make_mp4(tmp_path / "one.mp4", frames=6, seed=1)
@@ -200,7 +127,7 @@ def test_playlist_gives_one_file_per_entry(server: tuple[_Server, str], tmp_path
 
 
 # --------------------------------------------------------------------------- resume
-def test_interrupted_download_fails_then_resumes(server: tuple[_Server, str], clip: tuple[Path, bytes],
+def test_interrupted_download_fails_then_resumes(server: tuple[RangeServer, str], clip: tuple[Path, bytes],
                                                  tmp_path: Path) -> None:
     srv, base = server
     data = clip[1]
@@ -224,7 +151,7 @@ def test_interrupted_download_fails_then_resumes(server: tuple[_Server, str], cl
 
 
 # --------------------------------------------------------------------------- errors
-def test_404_is_one_line_and_leaves_nothing(server: tuple[_Server, str], tmp_path: Path) -> None:
+def test_404_is_one_line_and_leaves_nothing(server: tuple[RangeServer, str], tmp_path: Path) -> None:
     _, base = server
     url = f"{base}/missing.mp4"
     with pytest.raises(UserError) as ei:
@@ -243,7 +170,7 @@ def test_unreachable_host_is_one_line_and_leaves_nothing(tmp_path: Path) -> None
     assert list(tmp_path.iterdir()) == []
 
 
-def test_page_without_video_is_unsupported(server: tuple[_Server, str], tmp_path: Path) -> None:
+def test_page_without_video_is_unsupported(server: tuple[RangeServer, str], tmp_path: Path) -> None:
     srv, base = server
     srv.files["/page.html"] = (b"<html><head><title>Hi</title></head><body>no video here</body></html>",
                                "text/html; charset=utf-8")
@@ -272,7 +199,7 @@ def test_bad_inputs_are_user_errors(tmp_path: Path, clip: tuple[Path, bytes]) ->
     assert _final_files(tmp_path / "o") == []
 
 
-def test_cli_success_prints_the_path(server: tuple[_Server, str], clip: tuple[Path, bytes], tmp_path: Path,
+def test_cli_success_prints_the_path(server: tuple[RangeServer, str], clip: tuple[Path, bytes], tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     _, base = server
     rc = main(["download", f"{base}/clip.mp4", "-o", str(tmp_path), "--max-height", "480"])
@@ -283,7 +210,7 @@ def test_cli_success_prints_the_path(server: tuple[_Server, str], clip: tuple[Pa
     assert "ERROR" not in err and "Traceback" not in err
 
 
-def test_cli_failure_is_one_line_nonzero_exit(server: tuple[_Server, str], tmp_path: Path,
+def test_cli_failure_is_one_line_nonzero_exit(server: tuple[RangeServer, str], tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     _, base = server
     url = f"{base}/gone.mp4"

@@ -22,12 +22,7 @@ from utils.images import write_png
 KEYS = set(METRIC_KEYS) | {"n_frames"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_frames(d: Path, frames: np.ndarray, twins: dict[int, np.ndarray] | None = None) -> Path:

@@ -11,14 +11,12 @@ thresholds can fail.  Only the first 20 s of each clip are used, to keep the tes
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_path
-from test_download import _Handler, _Server
+from conftest import RangeServer, range_server, shared_path
 
 from capture.download import download
 from dataset.extract import extract
@@ -36,16 +34,9 @@ CLIPS = [("aevilia", "nearest", 36.0, 28.0), ("europa-rescue", "bilinear", 27.5,
 
 
 @pytest.fixture(scope="module")
-def http_base() -> Iterator[tuple[_Server, str]]:
-    srv = _Server(("127.0.0.1", 0), _Handler)  # the Range-capable loopback server of test_download
-    srv.files, srv.cut, srv.ranges = {}, False, []
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
-        yield srv, f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+def http_base() -> Iterator[tuple[RangeServer, str]]:
+    with range_server() as srv:
+        yield srv, srv.url
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -73,7 +64,7 @@ def frame_psnrs(out: Path, truth: dict[int, Path], fps: float) -> list[float]:
 @pytest.mark.shared
 @pytest.mark.parametrize("game,kernel,min_mean,min_frame", CLIPS)
 def test_download_extract_matches_truth(game: str, kernel: str, min_mean: float, min_frame: float,
-                                        http_base: tuple[_Server, str], tmp_path: Path) -> None:
+                                        http_base: tuple[RangeServer, str], tmp_path: Path) -> None:
     src = shared_path("longplays", f"{game}.mp4")
     meta = json.loads(shared_path("longplays", f"{game}.json").read_text())
     srv, base = http_base

@@ -23,17 +23,13 @@ a plain ``python retrocolor.py train``, and the killed runs must end with exactl
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import http.server
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import make_game_frames
+from conftest import RangeServer, make_game_frames, range_server
 from robustness import CLI, ROOT, CliRunner, cli_env, fault, kill9, run_cli
 
 from dataset.manifest import load_manifest
@@ -293,87 +289,25 @@ def test_train_sigkill_mid_epoch_and_mid_checkpoint_then_resume(runner: CliRunne
 
 
 # =========================================================================== download
-class _SlowServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    data: bytes
-    chunk: int
-    delay: float
-    lie: bool  # announce the whole body, send half, hang up
-    sent: int
-    ranges: list[str | None]
-
-
-class _SlowHandler(http.server.BaseHTTPRequestHandler):
-    """GET/HEAD with ``Range: bytes=a-``, trickling the body in small chunks."""
-
-    server: _SlowServer
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _serve(self, body: bool) -> None:
-        if self.path != "/clip.mp4":
-            self.send_error(404)
-            return
-        data, start = self.server.data, 0
-        m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
-        if body:
-            self.server.ranges.append(self.headers.get("Range"))
-        if m:
-            start = int(m.group(1))
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Type", "video/mp4")
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        if not body:
-            return
-        stop = len(data) // 2 if self.server.lie else len(data)
-        with contextlib.suppress(OSError):
-            for i in range(start, stop, self.server.chunk):
-                self.wfile.write(data[i:min(i + self.server.chunk, stop)])
-                self.wfile.flush()
-                self.server.sent += min(self.server.chunk, stop - i)
-                time.sleep(self.server.delay)
-            if self.server.lie:
-                self.close_connection = True
-                self.connection.shutdown(2)
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._serve(True)
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._serve(False)
-
-
 @pytest.fixture
-def slow_server() -> Iterator[_SlowServer]:
+def slow_server() -> Iterator[RangeServer]:
     rng = np.random.default_rng(3)
-    srv = _SlowServer(("127.0.0.1", 0), _SlowHandler)
-    srv.data = b"\0\0\0\x18ftypmp42" + rng.integers(0, 256, 600_000, dtype=np.uint8).tobytes()
-    srv.chunk, srv.delay, srv.lie, srv.sent, srv.ranges = 8192, 0.008, False, 0, []
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    data = b"\0\0\0\x18ftypmp42" + rng.integers(0, 256, 600_000, dtype=np.uint8).tobytes()
+    with range_server({"/clip.mp4": (data, "video/mp4")}) as srv:
+        srv.chunk, srv.delay = 8192, 0.008  # trickle, so a kill lands mid-body
+        yield srv
 
 
-def test_download_sigkill_then_rerun_resumes(slow_server: _SlowServer, tmp_path: Path) -> None:
+def _body(srv: RangeServer) -> bytes:
+    return srv.files["/clip.mp4"][0]
+
+
+def test_download_sigkill_then_rerun_resumes(slow_server: RangeServer, tmp_path: Path) -> None:
     rng = random.Random(99)
     url = f"http://127.0.0.1:{slow_server.server_address[1]}/clip.mp4"
     out = tmp_path / "downloads"
     final = out / "clip.mp4"
-    size = len(slow_server.data)
+    size = len(_body(slow_server))
     kills, problems = 0, []
     for _ in range(6):
         if kills >= 3:
@@ -389,7 +323,7 @@ def test_download_sigkill_then_rerun_resumes(slow_server: _SlowServer, tmp_path:
             time.sleep(0.002)
         if kill9(proc):
             kills += 1
-            bad = final.exists() and final.read_bytes() != slow_server.data
+            bad = final.exists() and final.read_bytes() != _body(slow_server)
             stray = [p.name for p in out.iterdir() if p.name not in ("clip.mp4.part", "clip.mp4.ytdl")] \
                 if out.exists() else []
             if bad or stray:
@@ -399,7 +333,7 @@ def test_download_sigkill_then_rerun_resumes(slow_server: _SlowServer, tmp_path:
     res = run_cli(["download", url, "-o", str(out)])
     assert res.is_clean_success(), res.describe()
     assert res.out.strip().splitlines() == [str(final)]
-    ok = final.read_bytes() == slow_server.data
+    ok = final.read_bytes() == _body(slow_server)
     if not ok:
         fault("download", survived=False, lost=True, note="re-run did not give the server's bytes")
     resumed = [r for r in slow_server.ranges if r and not r.startswith("bytes=0-")]
@@ -409,19 +343,19 @@ def test_download_sigkill_then_rerun_resumes(slow_server: _SlowServer, tmp_path:
     assert sorted(p.name for p in out.iterdir()) == ["clip.mp4"]
 
 
-def test_download_cut_connection_is_never_success(slow_server: _SlowServer, tmp_path: Path) -> None:
+def test_download_cut_connection_is_never_success(slow_server: RangeServer, tmp_path: Path) -> None:
     """The server announces the whole body, sends half and hangs up (several times, yt-dlp retries)."""
-    slow_server.lie, slow_server.delay, slow_server.chunk = True, 0.0, 65536
+    slow_server.cut, slow_server.delay, slow_server.chunk = True, 0.0, 65536
     url = f"http://127.0.0.1:{slow_server.server_address[1]}/clip.mp4"
     out = tmp_path / "dl"
     res = run_cli(["download", url, "-o", str(out)])
     survived = res.is_clear_error() and not (out / "clip.mp4").exists()
     fault("download", survived=survived, note=res.describe())
     assert survived, res.describe()
-    slow_server.lie = False
+    slow_server.cut = False
     res = run_cli(["download", url, "-o", str(out)])
     assert res.is_clean_success(), res.describe()
-    assert (out / "clip.mp4").read_bytes() == slow_server.data
+    assert (out / "clip.mp4").read_bytes() == _body(slow_server)
 
 
 # =========================================================================== live

@@ -26,13 +26,7 @@ from utils.images import write_png
 W, H = 48, 40
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two OpenMP threads on a shared 2-core runner spin against each other (~50x slower).
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_game(root: Path, name: str, n: int, seed: int, twins: int = 0, w: int = W, h: int = H) -> Path:
