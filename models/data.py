@@ -18,6 +18,11 @@ Augmentations:
   frames also works on what a monochrome Game Boy shows;
 * real twin: where a frame has a real monochrome twin, its L replaces the input (the real use
   case: a DMG game's own shades, which need not be monotonic in the colour frame's L).
+* "unknown palette" (``l_remap``): L goes through a random monotone piecewise-linear curve, so
+  the exact lightness values no longer name the colours the game uses while every edge and
+  shape stays.  The target is still the frame's true ab, so on these samples a net must colour
+  from structure alone.  It is the situation of a game never seen in training, whose palette's
+  lightness values mean nothing to a lookup (see ``models.archs.UNetLut``).
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ class Augment:
     hflip: bool = False
     dmg_aug: float = 0.0
     twin_prob: float = 0.0
+    l_remap: float = 0.0
 
 
 class TensorData:
@@ -117,7 +123,9 @@ def sample_params(n: int, gen: torch.Generator, aug: Augment, hw: tuple[int, int
     """Random augmentation parameters for ``n`` samples (a global batch), drawn from ``gen``.
 
     Always draws the same number of values whatever ``aug`` enables, so turning one
-    augmentation off does not shift the others' random streams.
+    augmentation off does not shift the others' random streams.  The one exception is
+    ``l_remap``, added later: its values are drawn only when it is on, so runs without it
+    replay exactly what they did before it existed.
     """
     h, w = hw
     c = aug.crop
@@ -133,7 +141,31 @@ def sample_params(n: int, gen: torch.Generator, aug: Augment, hw: tuple[int, int
     lo = torch.tensor([r[0] for r in DMG_THRESHOLD_RANGES], dtype=torch.float64)
     hi = torch.tensor([r[1] for r in DMG_THRESHOLD_RANGES], dtype=torch.float64)
     p["thr"] = (lo + u[:, 5:8] * (hi - lo)).float()
+    if aug.l_remap > 0:
+        v = torch.rand((n, 1 + REMAP_KNOTS), generator=gen, dtype=torch.float64)
+        p["remap"] = v[:, 0] < aug.l_remap
+        p["remap_y"] = (torch.sort(v[:, 1:], dim=1).values * 100.0).float()
     return p
+
+
+#: Knots of the ``l_remap`` curve, evenly spaced over L in [0, 100].
+REMAP_KNOTS = 5
+
+
+def remap_tensor(L: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """L (B, 1, H, W) in L units through per-sample monotone piecewise-linear curves.
+
+    ``ys`` (B, K) are the curve's values (non-decreasing) at K evenly spaced knots over [0, 100].
+    """
+    k = ys.shape[1]
+    step = 100.0 / (k - 1)
+    pos = (L / step).clamp(0, k - 1 - 1e-6)
+    seg = pos.floor().long()
+    t = pos - seg
+    y = ys.to(L.device, L.dtype).view(-1, k, 1, 1)
+    lo = torch.gather(y.expand(-1, -1, *L.shape[2:]), 1, seg)
+    hi = torch.gather(y.expand(-1, -1, *L.shape[2:]), 1, seg + 1)
+    return lo + (hi - lo) * t
 
 
 def posterize_tensor(L: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
@@ -161,6 +193,10 @@ def build_batch(data: TensorData, idx: torch.Tensor, params: dict[str, torch.Ten
     post = params["dmg"] & ~use_twin
     if bool(post.any()):
         L = torch.where(post.view(-1, 1, 1, 1), posterize_tensor(L, params["thr"]), L)
+    if "remap" in params:
+        rem = params["remap"] & ~use_twin & ~post
+        if bool(rem.any()):
+            L = torch.where(rem.view(-1, 1, 1, 1), remap_tensor(L, params["remap_y"]), L)
     if "oy" in params:
         h, w = data.hw
         c = aug.crop or max(h, w)

@@ -61,11 +61,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Like for like with the reference articles (Keras defaults): MSE, RMSprop lr 1e-3 with
     # Keras' rho 0.9 / eps 1e-7, batch 32, 30 epochs, full frames, no augmentation.
     "reference": dict(epochs=30, batch_size=32, lr=1e-3, loss="mse", optimizer="rmsprop", schedule="constant",
-                      weight_decay=0.0, crop=None, hflip=False, dmg_aug=0.0, twin_prob=0.0),
+                      weight_decay=0.0, crop=None, hflip=False, dmg_aug=0.0, twin_prob=0.0, l_remap=0.0),
     # Our defaults: AdamW + warm-up/cosine, the model's preferred loss, crops, flips, DMG look
     # and real twins.
     "ours": dict(epochs=30, batch_size=32, lr=2e-3, loss=None, optimizer="adamw", schedule="cosine",
-                 weight_decay=1e-4, crop=128, hflip=True, dmg_aug=0.25, twin_prob=0.25),
+                 weight_decay=1e-4, crop=128, hflip=True, dmg_aug=0.25, twin_prob=0.25, l_remap=0.0),
 }
 #: The loss each arch trains best with under the "ours" preset (others: mse).
 PREFERRED_LOSS = {"unet": "ce+l1", "unet_lut": "ce+l1", "fusion": "mse"}
@@ -96,6 +96,7 @@ class TrainConfig:
     hflip: bool | None = None
     dmg_aug: float | None = None
     twin_prob: float | None = None
+    l_remap: float | None = None
     steps_per_epoch: int | None = None
     limit_per_game: int | None = None
     val_fraction: float = 0.1
@@ -156,6 +157,7 @@ class TrainConfig:
             (c.crop is None or (c.crop >= 8 and c.crop % 8 == 0), "--crop must be a positive multiple of 8"),
             (0.0 <= float(c.dmg_aug or 0) <= 1.0, "--dmg-aug must be a probability in [0, 1]"),
             (0.0 <= float(c.twin_prob or 0) <= 1.0, "--twin-prob must be a probability in [0, 1]"),
+            (0.0 <= float(c.l_remap or 0) <= 1.0, "--l-remap must be a probability in [0, 1]"),
             (c.steps_per_epoch is None or c.steps_per_epoch >= 1, "--steps-per-epoch must be at least 1"),
             (c.limit_per_game is None or c.limit_per_game >= 1, "--limit-per-game must be at least 1"),
             (0.0 <= c.val_fraction < 1.0, "--val-fraction must be in [0, 1)"),
@@ -674,7 +676,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> TrainResult:  # n
         model.init_from_data(data.L, data.ab)
     model = model.to(device)
     aug = Augment(crop=cfg.crop, hflip=bool(cfg.hflip), dmg_aug=float(cfg.dmg_aug or 0),
-                  twin_prob=float(cfg.twin_prob or 0))
+                  twin_prob=float(cfg.twin_prob or 0), l_remap=float(cfg.l_remap or 0))
 
     use_cuda = device.type == "cuda"
     amp_on = cfg.amp == "on" or (cfg.amp == "auto" and use_cuda)

@@ -17,7 +17,15 @@ import retrocolor
 from dataset.color import AB_SCALE, DMG_LEVELS_L, posterize_l, rgb_to_l, rgb_to_lab
 from dataset.loader import load_frames
 from models.checkpoint import load_model
-from models.data import Augment, TensorData, build_batch, holdout_split, posterize_tensor, sample_params
+from models.data import (
+    Augment,
+    TensorData,
+    build_batch,
+    holdout_split,
+    posterize_tensor,
+    remap_tensor,
+    sample_params,
+)
 from models.metrics import LutBaseline, frame_metrics
 from models.train import TrainConfig, flatten_state, train, unflatten_state
 from utils.errors import UserError
@@ -211,6 +219,33 @@ def test_dmg_look_and_twin_inputs(data2: Path) -> None:
     x, _, _ = build_batch(data, idx, p, aug)
     assert set(np.unique((x * 100).numpy()).round(3)) <= set(DMG_LEVELS_L.round(3).tolist())
     assert float(p["thr"].std(0).min()) > 1.0
+
+
+def test_unknown_palette_remap(data2: Path) -> None:
+    """l_remap: L through a random monotone curve (order and edges kept, values changed), ab untouched."""
+    data = TensorData(load_frames([data2], size=None, show_progress=False))
+    idx = torch.arange(len(data))
+    # The curve itself: knots hit exactly, linear in between, monotone.
+    ys = torch.tensor([[0.0, 10.0, 10.0, 60.0, 90.0]])
+    L = torch.tensor([0.0, 12.5, 25.0, 40.0, 50.0, 87.5, 100.0]).view(1, 1, 1, -1)
+    assert torch.allclose(remap_tensor(L, ys).flatten(), torch.tensor([0.0, 5.0, 10.0, 10.0, 10.0, 75.0, 90.0]),
+                          atol=1e-3)
+    aug = Augment(l_remap=1.0)
+    p = sample_params(len(idx), torch.Generator().manual_seed(0), aug, data.hw)
+    x, y, _ = build_batch(data, idx, p, aug)
+    x0, y0, _ = build_batch(data, idx, sample_params(len(idx), torch.Generator().manual_seed(0), Augment(), data.hw),
+                            Augment())
+    assert torch.equal(y, y0)  # the target is still the true colour
+    assert (x - x0).abs().mean() > 0.02  # the lightness values really changed
+    for i in range(len(idx)):  # ... but never their order: brighter stays at least as bright
+        a, b = x0[i].flatten(), x[i].flatten()
+        order = torch.argsort(a)
+        assert bool((b[order][1:] >= b[order][:-1] - 1e-5).all())
+    # Off (the presets' default), it draws nothing: runs without it replay their old random streams.
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert "remap" not in sample_params(4, g1, Augment(), data.hw)
+    torch.rand((4, 8), generator=g2, dtype=torch.float64)  # the one draw sample_params made before l_remap
+    assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
 
 
 def test_gan_phase_runs(data2: Path, tmp_path: Path) -> None:
