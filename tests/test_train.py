@@ -66,6 +66,14 @@ def cfg_for(data: Path, out: Path, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
+def _current_umask() -> int:
+    import os
+
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 def log_rows(run: Path) -> list[dict[str, str]]:
     with open(run / "log.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -90,6 +98,9 @@ def test_loss_falls_and_files_are_valid(data2: Path, tmp_path: Path) -> None:
     for name in ("best", "last"):
         model, meta = load_model(run / name)
         assert meta["arch"] == "v0"
+        for suffix in (".safetensors", ".json"):  # finished files get umask permissions, not mkstemp's 0600
+            mode = (run / f"{name}{suffix}").stat().st_mode & 0o777
+            assert mode == 0o666 & ~_current_umask(), oct(mode)
         assert meta["data"] == [str(data2.resolve())]
         assert meta["holdout"] == {"fraction": 0.1, "gap": 2}
     assert res.best_epoch == int(min(rows, key=lambda r: float(r["val_mse_ab"]))["epoch"])

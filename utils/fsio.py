@@ -46,6 +46,9 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
         os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         yield tmp
+        # Again: some writers (safetensors' save_file) replace the file with their own 0600 one.
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
