@@ -108,6 +108,12 @@ def main() -> int:
         "latency": bench,
         "metrics": results["L"]["overall"],
     })
+    # The card travels inside the wheel: file names, not this machine's paths.
+    if isinstance(card.get("int8"), dict) and card["int8"].get("path"):
+        card["int8"]["path"] = Path(card["int8"]["path"]).name
+    for row in bench.values():
+        if isinstance(row, dict) and row.get("model_path"):
+            row["model_path"] = Path(row["model_path"]).name
     atomic_write_json(card_path, card)
     print(f"card -> {card_path}")
     return 0

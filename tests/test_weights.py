@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,9 @@ def test_a_default_model_is_shipped_with_a_complete_card() -> None:
             assert m["int8_path"].stat().st_size < 0.5 * m["path"].stat().st_size
             assert card["held_out"]["int8_L"]["per_game"], "the card must carry the int8 model's figures too"
         assert card["held_out"]["fp32"]["L"]["per_game"], "the card must carry per-game held-out metrics"
+        # The card ships inside the wheel: no paths of the machine that made it.
+        text = m["path"].with_suffix(".json").read_text()
+        assert not re.search(r'"(/|[A-Za-z]:\\\\)[^"]*"', text), f"{m['name']}: absolute path in the model card"
 
 
 def test_shipped_models_run_on_the_base_install_without_torch(tmp_path: Path) -> None:
