@@ -464,6 +464,8 @@ def _train_args_adder() -> Callable[[argparse.ArgumentParser], None]:
         sp.add_argument("--gan", action="store_true", help="NoGAN fine-tuning phase after the generator is trained")
         sp.add_argument("--twin-prob", type=float, default=None,
                         help="probability of feeding a frame's real monochrome twin as input, where it has one")
+        sp.add_argument("--init", default=None,
+                        help="start from this checkpoint's weights (fine-tuning; tensors whose name and shape match)")
         sp.add_argument("--l-remap", type=float, default=None,
                         help="probability of an 'unknown palette' sample: L through a random monotone curve, "
                              "so the net learns to colour games it has never seen (0 in both presets)")

@@ -68,7 +68,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                  weight_decay=1e-4, crop=128, hflip=True, dmg_aug=0.25, twin_prob=0.25, l_remap=0.0),
 }
 #: The loss each arch trains best with under the "ours" preset (others: mse).
-PREFERRED_LOSS = {"unet": "ce+l1", "unet_lut": "ce+l1", "fusion": "mse"}
+PREFERRED_LOSS = {"unet": "ce+l1", "unet_lut": "ce+l1", "unet_lut_fast": "ce+l1", "fusion": "mse"}
 #: NoGAN schedule: critic pre-training steps, then adversarial epochs at a lower lr.
 GAN_CRITIC_STEPS = 200
 GAN_EPOCHS = 1
@@ -97,6 +97,8 @@ class TrainConfig:
     dmg_aug: float | None = None
     twin_prob: float | None = None
     l_remap: float | None = None
+    #: Start from this checkpoint's weights (every tensor whose name and shape match): fine-tuning.
+    init: Path | None = None
     steps_per_epoch: int | None = None
     limit_per_game: int | None = None
     val_fraction: float = 0.1
@@ -133,6 +135,8 @@ class TrainConfig:
         if kw.get("val") is not None:
             kw["val"] = [Path(p) for p in kw["val"]]
         kw["out"] = Path(kw.get("out", "run"))
+        if kw.get("init") is not None:
+            kw["init"] = Path(kw["init"])
         return cls(**kw)
 
     def resolved(self) -> TrainConfig:
@@ -437,6 +441,24 @@ def _arch_kwargs(arch: str, n_games: int) -> dict[str, Any]:
     return {}
 
 
+def _load_init(model: nn.Module, path: Path) -> str:
+    """Copy every tensor of checkpoint ``path`` whose name and shape match into ``model``.
+
+    This is how a per-game model starts from the shipped default, or a slimmer arch from a
+    trained bigger one; whatever does not match keeps its fresh initialisation.
+    """
+    from models.checkpoint import load_model
+
+    src, meta = load_model(path)
+    own = model.state_dict()
+    picked = {k: v for k, v in src.state_dict().items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not picked:
+        raise UserError(f"--init {path}: no weights fit arch {getattr(model, 'arch', '?')!r} "
+                        f"(the checkpoint is {meta.get('arch')!r})")
+    model.load_state_dict(picked, strict=False)
+    return f"initialised {len(picked)} of {len(own)} tensors from {path} ({meta.get('arch')})"
+
+
 def _load_sets(cfg: TrainConfig) -> tuple[FrameSet, FrameSet, dict[str, Any] | None, list[str]]:
     """Training and validation frames (UserError for bad folders) plus notes for the user."""
     notes: list[str] = []
@@ -671,7 +693,9 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> TrainResult:  # n
     del train_fs
 
     model = models.create(cfg.arch, **_arch_kwargs(cfg.arch, len(games)))
-    if state is None and hasattr(model, "init_from_data"):
+    if state is None and cfg.init is not None:
+        notes.append(_load_init(model, cfg.init))
+    elif state is None and hasattr(model, "init_from_data"):
         # Data-dependent start (unet_lut: its lookup table begins as the mean ab per L level).
         model.init_from_data(data.L, data.ab)
     model = model.to(device)

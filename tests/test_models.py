@@ -19,7 +19,7 @@ from models.gan import PatchCritic, adversarial_losses
 from models.losses import ABBins, class_rebalance_weights, compute_loss
 from utils.errors import UserError
 
-ALL = ["fusion", "unet", "unet_lut", "v0", "v1", "v2"]
+ALL = ["fusion", "unet", "unet_lut", "unet_lut_fast", "v0", "v1", "v2"]
 
 
 def _make(name: str, **kw: object) -> nn.Module:
@@ -57,7 +57,7 @@ def test_forward_train_matches_forward(name: str) -> None:
     with torch.no_grad():
         out = m.forward_train(x)
         assert torch.allclose(out["ab"], m(x), atol=1e-6)
-    if name in ("unet", "unet_lut"):
+    if name in ("unet", "unet_lut", "unet_lut_fast"):
         q = out["ab_bins"].shape[0]
         assert out["ab_logits"].shape == (2, q, 16, 24)  # logits at 1/4 resolution
         assert out["ab_bins"].shape == (q, 2)
@@ -109,6 +109,21 @@ def test_onnx_export_dynamic_shapes(name: str, tmp_path) -> None:
         got = sess.run(None, {"L": x.numpy()})[0]
         assert got.shape == ref.shape
         assert np.abs(got - ref).max() < 1e-4
+
+
+def test_unet_lut_fast_exports_without_the_bin_decoder(tmp_path) -> None:
+    """unet_lut_fast's output does not depend on the bin logits, so the ONNX graph has no softmax."""
+    onnx = pytest.importorskip("onnx")
+    ops = {}
+    for name in ("unet_lut", "unet_lut_fast"):
+        path = tmp_path / f"{name}.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_make(name), (torch.rand(1, 1, 144, 160),), str(path), opset_version=17, dynamo=False,
+                              input_names=["L"], output_names=["ab"])
+        ops[name] = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "Softmax" in ops["unet_lut"] and "Softmax" not in ops["unet_lut_fast"]
+    assert ops["unet_lut_fast"].count("Conv") < ops["unet_lut"].count("Conv")
 
 
 def test_count_macs_by_hand() -> None:

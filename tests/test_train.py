@@ -281,6 +281,29 @@ def test_fusion_and_unet_train_a_step(data2: Path, tmp_path: Path) -> None:
         assert np.isfinite(float(log_rows(run)[0]["val_mse_ab"]))
 
 
+def test_init_starts_from_a_checkpoint(data2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--init: fine-tuning starts from another run's weights (matching tensors), not from scratch."""
+    src = tmp_path / "src"
+    train(cfg_for(data2, src, arch="unet_lut", epochs=1, steps_per_epoch=2, crop=32, lr=None, batch_size=2))
+    donor, _ = load_model(src / "last")
+    dst = tmp_path / "dst"
+    res = train(cfg_for(data2, dst, arch="unet_lut_fast", epochs=1, steps_per_epoch=1, crop=32, lr=1e-12,
+                        batch_size=2, init=src / "last.safetensors"))
+    got, _ = load_model(dst / "last")
+    own = got.state_dict()
+    same = [k for k, v in donor.state_dict().items() if k in own and torch.allclose(own[k], v, atol=1e-6)]
+    assert "lut_ab" in same and "stem.weight" in same and "head2.weight" in same
+    assert len(same) == len(own)  # fast = unet_lut minus the edge conv: every tensor it has came over
+    assert any("initialised" in n and "unet_lut" in n for n in res.notes)
+    # A checkpoint with nothing in common is one clear error.
+    v0 = tmp_path / "v0"
+    train(cfg_for(data2, v0, epochs=1, steps_per_epoch=1))
+    capsys.readouterr()
+    one_line_error(capsys, retrocolor.main(["train", "--arch", "unet", "--data", str(data2), "--out",
+                                            str(tmp_path / "x"), "--init", str(v0 / "last.safetensors"),
+                                            "--cache-dir", "none"]), "no weights fit")
+
+
 def test_unet_lut_run_starts_as_the_lookup_table(data2: Path, tmp_path: Path) -> None:
     """A fresh unet_lut run initialises its table from the training frames; a resumed run keeps its own."""
     run = tmp_path / "lut"
