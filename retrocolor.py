@@ -246,7 +246,8 @@ def cmd_models(a: argparse.Namespace) -> int:
             q = f"held-out mse_ab {i8['mse_ab']:.4f}, " if isinstance(i8.get("mse_ab"), (int, float)) else ""
             i8ms = (card.get("int8") or {}).get("int8_ms")
             ms = f"{i8ms:.1f} ms/frame, " if isinstance(i8ms, (int, float)) else ""
-            print(f"    int8 (--model {r['name']}.int8; {q}{ms}a quarter of the size): {r['int8_path']}")
+            size = r["int8_path"].stat().st_size / max(1, r["path"].stat().st_size)
+            print(f"    int8 (--model {r['name']}.int8; {q}{ms}{size:.2f}x the size): {r['int8_path']}")
     return 0
 
 
@@ -468,7 +469,8 @@ def _train_args_adder() -> Callable[[argparse.ArgumentParser], None]:
                         help="start from this checkpoint's weights (fine-tuning; tensors whose name and shape match)")
         sp.add_argument("--l-remap", type=float, default=None,
                         help="probability of an 'unknown palette' sample: L through a random monotone curve, "
-                             "so the net learns to colour games it has never seen (0 in both presets)")
+                             "true colours as target (an experiment for unseen games; see the README; 0 in both "
+                             "presets)")
         sp.add_argument("--val-fraction", type=float, default=None,
                         help="share of each game (its last frames in play order) held out without --val (0.1)")
         sp.add_argument("--cache-dir", default=None,

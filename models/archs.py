@@ -428,8 +428,7 @@ class UNetLut(UNet):
         sums = torch.zeros(lv, 2, dtype=torch.float64)
         count = torch.zeros(lv, dtype=torch.float64)
         for chunk in pick.split(256):
-            x = L[chunk].float().flatten() / L_SCALE
-            idx = torch.clamp(torch.round(x * (lv - 1)), 0, lv - 1).long()
+            idx = self._level(L[chunk].float().flatten() / L_SCALE)
             a = ab[chunk].float() / AB_SCALE
             count += torch.bincount(idx, minlength=lv).double()
             for c in range(2):
@@ -442,8 +441,12 @@ class UNetLut(UNet):
         table = np.stack([np.interp(np.arange(lv), xs, mean[:, c].numpy()) for c in range(2)], axis=1)
         self.lut_ab.copy_(torch.from_numpy(table).to(self.lut_ab))
 
+    def _level(self, x: torch.Tensor) -> torch.Tensor:
+        """Table row of each pixel: L/100 in [0, 1] -> int64 in [0, levels - 1]."""
+        return torch.clamp(torch.round(x * (self.levels - 1)), 0, self.levels - 1).long()
+
     def _run(self, x: torch.Tensor, train: bool = True) -> dict[str, torch.Tensor]:
-        idx = torch.clamp(torch.round(x[:, 0] * (self.levels - 1)), 0, self.levels - 1).long()
+        idx = self._level(x[:, 0])
         # One Gather of all three tables, one transpose to NCHW, then channel slices: 0.15 ms
         # faster in ONNX Runtime than three lookups.
         c0, ch = self.lut_stem.shape[1], self.lut_head.shape[1]

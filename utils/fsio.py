@@ -41,12 +41,10 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
         raise UserError(f"cannot write to {parent}: {e.strerror or e}", 3) from None
     os.close(fd)
     tmp = Path(tmp_name)
-    # mkstemp creates 0600; a finished file should get the usual permissions (0644 with umask 022).
-    with contextlib.suppress(OSError):
-        os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         yield tmp
-        # Again: some writers (safetensors' save_file) replace the file with their own 0600 one.
+        # mkstemp creates 0600, and some writers (safetensors' save_file) replace the file with
+        # their own 0600 one: once written, give it the usual permissions (0644 with umask 022).
         with contextlib.suppress(OSError):
             os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb+") as f:
