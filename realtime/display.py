@@ -121,6 +121,7 @@ class Display:
         self._keys = _keymap()
         self._font = None
         self.on_top = on_top
+        self._sdl_win: tuple[int | None, object] | None = None  # see _sdl_window: must outlive the window
         self._set_size(content_size)
         pygame.display.set_caption(title)
         self.on_top_note = self._apply_on_top() if on_top else ""
@@ -170,12 +171,26 @@ class Display:
         return "always on top: could not be set (needs xdotool or wmctrl and an EWMH window manager)"
 
     def _sdl_window(self) -> object | None:
+        """pygame's ``Window`` for our display window, created once per SDL window and kept alive.
+
+        ``Window.from_display_module()`` stores a *borrowed* pointer to the new Python object in the
+        SDL window (``SDL_SetWindowData(..., "pg_window", ...)``) without taking a reference; pygame's
+        event module later attaches that pointer to every window event.  Dropping the object (as a
+        temporary would be) leaves a dangling pointer there, and the next WINDOWMOVED/SHOWN event
+        reads freed memory: the intermittent SIGSEGV ``live`` had after following a moved emulator.
+        Holding the object for as long as the window lives keeps the pointer valid.
+        """
+        wid = self.window_id
+        if self._sdl_win is not None and self._sdl_win[0] == wid:
+            return self._sdl_win[1]
         try:
             from pygame._sdl2.video import Window
 
-            return Window.from_display_module()
+            win = Window.from_display_module()
         except Exception:  # noqa: BLE001 - private API; absent or different in some pygame builds
             return None
+        self._sdl_win = (wid, win)
+        return win
 
     def move(self, x: int, y: int) -> None:
         """Move the window's top-left corner to (x, y) screen pixels (best effort)."""

@@ -305,6 +305,42 @@ def test_live_window_follow_minimise_and_close(xvfb, model, grey_frames, tmp_pat
     assert stats["screen_detection"]
 
 
+# Moves our window many times, dropping every temporary object, then checks what pygame attaches
+# to window events: with pygame 2.6's borrowed "pg_window" pointer left dangling, ``e.window`` was
+# freed memory (a random object, or a SIGSEGV in live's event loop after following the emulator).
+MOVE_SCRIPT = r"""
+import gc, sys, time
+import numpy as np
+import pygame
+from realtime.display import Display
+d = Display("retrocolor move test", (160, 144), 1, position=(10, 10))
+bad = seen = 0
+for i in range(30):
+    d.move(10 + (i % 7) * 13, 10 + (i % 5) * 11)
+    gc.collect()
+    junk = [pygame.event.Event(pygame.USEREVENT, n=k) for k in range(200)]  # reuse freed memory
+    d.show(np.zeros((144, 160, 3), np.uint8))
+    time.sleep(0.01)
+    for e in pygame.event.get():
+        w = getattr(e, "window", None)
+        if w is not None:
+            seen += 1
+            bad += type(w).__name__ != "Window"
+d.close()
+print(f"seen={seen} bad={bad}")
+"""
+
+
+def test_display_move_keeps_window_events_valid(xvfb, tmp_path):
+    script = tmp_path / "move.py"
+    script.write_text(MOVE_SCRIPT)
+    r = subprocess.run([PY, str(script)], env=dict(xvfb, PYTHONFAULTHANDLER="1"), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    seen, bad = (int(t.split("=")[1]) for t in r.stdout.split()[-2:])
+    assert seen > 0 and bad == 0, r.stdout
+
+
 @pytest.mark.skipif(not shutil.which("xdotool"), reason="needs xdotool to send a key")
 def test_live_over_the_window_and_screenshot_key(xvfb, model, grey_frames, tmp_path):
     """--position over: our window covers the emulator, yet shows its colourisation (the covered
