@@ -471,6 +471,9 @@ def _train_args_adder() -> Callable[[argparse.ArgumentParser], None]:
                         help="probability of an 'unknown palette' sample: L through a random monotone curve, "
                              "true colours as target (an experiment for unseen games; see the README; 0 in both "
                              "presets)")
+        sp.add_argument("--val-input", choices=["L", "twin"], default=None,
+                        help="validation input: each frame's own L (default), or its real monochrome twin "
+                             "(frames that have one): for a monochrome specialist")
         sp.add_argument("--val-fraction", type=float, default=None,
                         help="share of each game (its last frames in play order) held out without --val (0.1)")
         sp.add_argument("--cache-dir", default=None,

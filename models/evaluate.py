@@ -73,6 +73,15 @@ def _torch_predictor(model: Any, batch_size: int) -> Predictor:
     return run
 
 
+def _is_router(sess: Any) -> bool:
+    """True for a ``models.router`` graph (it routes a whole batch by one decision)."""
+    try:
+        meta = json.loads(dict(sess.get_modelmeta().custom_metadata_map).get("retrocolor", "{}"))
+    except (json.JSONDecodeError, AttributeError, TypeError):
+        return False
+    return isinstance(meta, dict) and meta.get("router") is True
+
+
 def _onnx_predictor(path: Path) -> Predictor:
     try:
         import onnxruntime as ort
@@ -98,6 +107,8 @@ def _onnx_predictor(path: Path) -> Predictor:
     if len(oshape) != 4 or (isinstance(oshape[1], int) and oshape[1] != 2):
         raise UserError(f"{path}: ONNX output {out_name!r} has shape {oshape}; expected (B, 2, H, W) ab")
     fixed_b = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    if fixed_b is None and _is_router(sess):
+        fixed_b = 1  # a router decides per call, so each frame must be routed on its own
     fixed_hw = tuple(shape[2:]) if all(isinstance(v, int) and v > 0 for v in shape[2:]) else None
 
     def run(x: np.ndarray) -> np.ndarray:

@@ -103,6 +103,9 @@ class TrainConfig:
     limit_per_game: int | None = None
     val_fraction: float = 0.1
     val_gap: int = 2
+    #: What validation (model selection) feeds the net: each frame's own L, or the real monochrome
+    #: twin's L (only frames that have one): a monochrome specialist is picked on what it will see.
+    val_input: str = "L"
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"
@@ -165,6 +168,7 @@ class TrainConfig:
             (c.steps_per_epoch is None or c.steps_per_epoch >= 1, "--steps-per-epoch must be at least 1"),
             (c.limit_per_game is None or c.limit_per_game >= 1, "--limit-per-game must be at least 1"),
             (0.0 <= c.val_fraction < 1.0, "--val-fraction must be in [0, 1)"),
+            (c.val_input in ("L", "twin"), "--val-input must be L or twin"),
             (c.optimizer in ("adamw", "rmsprop", "adam", "sgd"), f"unknown optimizer {c.optimizer!r}"),
             (c.schedule in ("constant", "cosine", "onecycle"), f"unknown schedule {c.schedule!r}"),
             (c.amp in ("auto", "on", "off"), "--amp must be auto, on or off"),
@@ -498,12 +502,22 @@ def _load_sets(cfg: TrainConfig) -> tuple[FrameSet, FrameSet, dict[str, Any] | N
     return train_fs, vs, holdout, notes
 
 
-def _val_inputs(vs: FrameSet) -> TensorData:
+def _val_inputs(vs: FrameSet, mode: str = "L") -> TensorData:
+    """Validation tensors; ``mode="twin"`` keeps the frames with a monochrome twin and feeds its L."""
+    if mode == "twin":
+        if vs.has_dmg is None or not vs.has_dmg.any():
+            raise UserError("--val-input twin: the validation frames have no monochrome twins (dmg/ folders)")
+        vs = vs.subset(np.flatnonzero(vs.has_dmg))
     h, w = vs.rgb.shape[1:3]
     h8, w8 = h - h % 8, w - w % 8
     if (h8, w8) != (h, w):
-        vs = FrameSet(rgb=np.ascontiguousarray(vs.rgb[:, :h8, :w8]), game=vs.game, names=vs.names, games=vs.games)
-    return TensorData(vs)
+        vs = FrameSet(rgb=np.ascontiguousarray(vs.rgb[:, :h8, :w8]), game=vs.game, names=vs.names, games=vs.games,
+                      dmg=None if vs.dmg is None else np.ascontiguousarray(vs.dmg[:, :h8, :w8]), has_dmg=vs.has_dmg)
+    data = TensorData(vs)
+    if mode == "twin":
+        assert data.twin_L is not None
+        data.L = data.twin_L
+    return data
 
 
 def _validate(model: nn.Module, cfg: TrainConfig, val: TensorData, device: torch.device, class_weights: Any,
@@ -688,7 +702,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> TrainResult:  # n
     random.seed(cfg.seed)
     train_fs, val_fs, holdout, notes = _load_sets(cfg)
     data = TensorData(train_fs, show_progress=cfg.show_progress and d.main)
-    val = _val_inputs(val_fs)
+    val = _val_inputs(val_fs, cfg.val_input)
     games = list(train_fs.games)
     del train_fs
 

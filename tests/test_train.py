@@ -232,6 +232,23 @@ def test_dmg_look_and_twin_inputs(data2: Path) -> None:
     assert float(p["thr"].std(0).min()) > 1.0
 
 
+def test_val_input_twin_validates_on_the_monochrome_twins(data2: Path) -> None:
+    """--val-input twin: validation keeps the frames that have a twin and feeds the twin's L."""
+    from models.train import _val_inputs
+
+    fs = load_frames([data2], size=None, show_progress=False)
+    full = _val_inputs(fs)
+    twin = _val_inputs(fs, "twin")
+    has = np.flatnonzero(fs.has_dmg)
+    assert len(full) == 20 and len(twin) == len(has) == 4
+    assert torch.equal(twin.L, full.twin_L[has])  # the twin's shades, not the frame's own L
+    assert torch.equal(twin.ab, full.ab[has])  # the colour frame's ab stays the target
+    assert not torch.equal(twin.L, full.L[has])
+    no_twins = fs.subset(np.flatnonzero(~fs.has_dmg))
+    with pytest.raises(UserError, match="no monochrome twins"):
+        _val_inputs(no_twins, "twin")
+
+
 def test_unknown_palette_remap(data2: Path) -> None:
     """l_remap: L through a random monotone curve (order and edges kept, values changed), ab untouched."""
     data = TensorData(load_frames([data2], size=None, show_progress=False))

@@ -1,0 +1,201 @@
+"""One ONNX file that picks, per frame, the net that suits the input: the shipped default's router.
+
+A model that is best on the games it was trained on (``unet_lut``: it looks colours up by the
+pixel's exact lightness) is worse than grey on a game it has never seen, whose palette puts other
+colours at those lightness values; a net that colours from shapes alone (``unet``) is the better
+answer there.  And a monochrome Game Boy's four shades carry no palette at all: a net trained on
+the real monochrome twins beats one that mostly sees colour lightness.  Rather than ship three
+models and make the player choose, the router puts all three in one graph:
+
+* ``frac[k]`` = share of the frame's pixels whose lightness level (``round(L/100*255)``, the
+  level ``unet_lut`` indexes by) is one a known game uses (``frac[0]``: one of the 4 DMG shades).
+  The level histogram is one ``ScatterElements(reduction="add")``; the fractions one ``MatMul``
+  with a small 0/1 table (``1 + games`` rows of 256) stored in the graph.
+* every pixel a DMG shade -> ``monochrome`` net;
+* else the frame's levels fit one known game (``max(frac[1:]) >= threshold``) -> ``primary``;
+* else -> ``fallback``.
+
+Only the chosen branch runs (ONNX ``If``), so the cost is one net plus a histogram.  The decision
+is per call: a batch is routed as a whole (by its pooled histogram), so evaluation feeds router
+models one frame at a time (``metadata["router"]``).  Torch-free: only ``onnx`` is needed to build
+one, only onnxruntime to run it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dataset.color import DMG_LEVELS_L
+from utils.errors import UserError
+
+#: Histogram bins: the lightness level ``round(L / 100 * 255)``, as ``models.archs.UNetLut`` uses.
+LEVELS = 256
+#: A level counts as "used by a game" when it holds at least this share of the game's pixels, so
+#: one stray anti-aliased pixel in the training frames does not admit a level for good.
+DEFAULT_MIN_SHARE = 1e-3
+#: A frame goes to the primary net when at least this share of its pixels sit on one known game's
+#: levels (measured: ~1 % of unseen stretches of known games fall below it, ~99 % of unseen games).
+DEFAULT_THRESHOLD = 0.99
+
+
+def level_of(L: np.ndarray) -> np.ndarray:
+    """Lightness level 0..255 of Lab L (0..100), exactly as the graph computes it from L/100."""
+    x = np.asarray(L, np.float32) / np.float32(100.0)
+    return np.clip(np.round(x * np.float32(255.0)), 0, 255).astype(np.int64)
+
+
+def dmg_row() -> np.ndarray:
+    """0/1 over levels: the 4 DMG shades' levels and their neighbours (float rounding margin)."""
+    row = np.zeros(LEVELS, np.float32)
+    for lv in level_of(np.asarray(DMG_LEVELS_L)):
+        row[max(0, lv - 1):lv + 2] = 1.0
+    return row
+
+
+def game_rows(level_counts: Mapping[str, np.ndarray],
+              min_share: float = DEFAULT_MIN_SHARE) -> tuple[list[str], np.ndarray]:
+    """Per game, the 0/1 row of levels it uses (from its training frames' level histogram)."""
+    names = sorted(level_counts)
+    rows = []
+    for g in names:
+        c = np.asarray(level_counts[g], np.float64).reshape(-1)
+        if c.shape != (LEVELS,) or c.sum() <= 0:
+            raise UserError(f"router: level histogram of {g!r} must be {LEVELS} counts with some pixels")
+        rows.append((c / c.sum() >= min_share).astype(np.float32))
+    return names, np.stack(rows) if rows else np.zeros((0, LEVELS), np.float32)
+
+
+def level_counts(L_frames: np.ndarray) -> np.ndarray:
+    """Histogram (256,) of lightness levels over frames of Lab L."""
+    return np.bincount(level_of(L_frames).ravel(), minlength=LEVELS).astype(np.int64)
+
+
+def route_numpy(L: np.ndarray, table: np.ndarray, threshold: float) -> str:
+    """The branch the graph takes for one frame of Lab L: ``monochrome``, ``primary`` or ``fallback``.
+
+    The same arithmetic as the graph (for tests, reports and the model card).
+    """
+    h = np.bincount(level_of(L).ravel(), minlength=LEVELS).astype(np.float32)
+    frac = table @ (h / max(1.0, float(h.sum())))
+    if frac[0] >= 1.0 - 1e-6:
+        return "monochrome"
+    if frac.shape[0] > 1 and float(frac[1:].max()) >= threshold:
+        return "primary"
+    return "fallback"
+
+
+def _branch(model: Any, prefix: str, outer_input: str, out_name: str) -> Any:
+    """``model``'s graph as an If branch: names prefixed, its input bound to the outer input."""
+    import onnx
+    from onnx import compose, helper
+
+    g = compose.add_prefix(model, prefix=prefix).graph
+    (inp,) = g.input
+    (out,) = [o for o in g.output if o.name == prefix + "ab"] or [g.output[0]]
+    nodes = []
+    for n in g.node:
+        n2 = onnx.NodeProto()
+        n2.CopyFrom(n)
+        for i, name in enumerate(n2.input):
+            if name == inp.name:
+                n2.input[i] = outer_input
+        for i, name in enumerate(n2.output):
+            if name == out.name:
+                n2.output[i] = out_name
+        nodes.append(n2)
+    vi = helper.make_tensor_value_info(out_name, onnx.TensorProto.FLOAT, None)
+    return helper.make_graph(nodes, prefix + "graph", [], [vi], initializer=list(g.initializer))
+
+
+def build_router(primary: str | Path, fallback: str | Path, monochrome: str | Path,
+                 games: Sequence[str], table: np.ndarray, threshold: float = DEFAULT_THRESHOLD,
+                 meta: dict[str, Any] | None = None) -> Any:
+    """A ModelProto routing between three colorizer ONNX files (see the module docstring).
+
+    ``table`` is ``(1 + len(games), 256)``: row 0 the DMG shades (:func:`dmg_row`), then one row
+    per game (:func:`game_rows`).  All three models must take ``L/100`` (B, 1, H, W) and give
+    ``ab/128`` (B, 2, H, W); their opsets must agree.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = np.asarray(table, np.float32)
+    if table.ndim != 2 or table.shape[1] != LEVELS or table.shape[0] != 1 + len(games) or len(games) < 1:
+        raise UserError(f"router: table must be (1 + {len(games)} games, {LEVELS}), got {table.shape}")
+    if not 0.0 < threshold <= 1.0:
+        raise UserError(f"router: threshold must be in (0, 1], got {threshold}")
+    protos = {}
+    for key, path in (("primary", primary), ("fallback", fallback), ("monochrome", monochrome)):
+        try:
+            protos[key] = onnx.load(str(path))
+        except Exception as e:  # noqa: BLE001 - onnx raises DecodeError, OSError, ...
+            raise UserError(f"router: cannot load {key} model {path}: {' '.join(str(e).split())[:120]}") from None
+    opsets = {k: max(o.version for o in p.opset_import if o.domain in ("", "ai.onnx")) for k, p in protos.items()}
+    if len(set(opsets.values())) != 1:
+        raise UserError(f"router: the models' opsets differ ({opsets}); export them with one opset")
+    opset = max(16, next(iter(opsets.values())))  # ScatterElements' reduction needs opset 16
+
+    x = "L"
+    nodes = [
+        # level = round(clip(L/100 * 255, 0, 255)) as int64, flattened
+        helper.make_node("Mul", [x, "r_255"], ["r_scaled"]),
+        helper.make_node("Clip", ["r_scaled", "r_zero", "r_255"], ["r_clipped"]),
+        helper.make_node("Round", ["r_clipped"], ["r_round"]),
+        helper.make_node("Cast", ["r_round"], ["r_level"], to=TensorProto.INT64),
+        helper.make_node("Reshape", ["r_level", "r_flat_shape"], ["r_level_flat"]),
+        helper.make_node("Shape", ["r_level_flat"], ["r_n"]),
+        helper.make_node("ConstantOfShape", ["r_n"], ["r_ones"],
+                         value=numpy_helper.from_array(np.ones(1, np.float32))),
+        helper.make_node("ScatterElements", ["r_zeros256", "r_level_flat", "r_ones"], ["r_hist"],
+                         axis=0, reduction="add"),
+        helper.make_node("ReduceSum", ["r_hist"], ["r_total"], keepdims=1),
+        helper.make_node("Div", ["r_hist", "r_total"], ["r_share"]),
+        helper.make_node("MatMul", ["r_table", "r_share"], ["r_frac"]),
+        # monochrome: every pixel on a DMG shade
+        helper.make_node("Gather", ["r_frac", "r_idx0"], ["r_frac_dmg"], axis=0),
+        helper.make_node("GreaterOrEqual", ["r_frac_dmg", "r_dmg_min"], ["r_is_dmg"]),
+        # known game: the best game's share
+        helper.make_node("Slice", ["r_frac", "r_one", "r_big", "r_axis0"], ["r_frac_games"]),
+        helper.make_node("ReduceMax", ["r_frac_games"], ["r_best"], keepdims=0),
+        helper.make_node("GreaterOrEqual", ["r_best", "r_threshold"], ["r_known"]),
+    ]
+    inner = helper.make_graph(
+        [helper.make_node("If", ["r_known"], ["ab_colour"],
+                          then_branch=_branch(protos["primary"], "primary_", x, "ab_primary"),
+                          else_branch=_branch(protos["fallback"], "fallback_", x, "ab_fallback"))],
+        "colour_input", [], [helper.make_tensor_value_info("ab_colour", TensorProto.FLOAT, None)])
+    nodes.append(helper.make_node("If", ["r_is_dmg"], ["ab"],
+                                  then_branch=_branch(protos["monochrome"], "monochrome_", x, "ab_monochrome"),
+                                  else_branch=inner))
+    inits = [
+        numpy_helper.from_array(np.float32(255.0), "r_255"),
+        numpy_helper.from_array(np.float32(0.0), "r_zero"),
+        numpy_helper.from_array(np.array([-1], np.int64), "r_flat_shape"),
+        numpy_helper.from_array(np.zeros(LEVELS, np.float32), "r_zeros256"),
+        numpy_helper.from_array(table, "r_table"),
+        numpy_helper.from_array(np.int64(0), "r_idx0"),
+        numpy_helper.from_array(np.float32(1.0 - 1e-6), "r_dmg_min"),
+        numpy_helper.from_array(np.array([1], np.int64), "r_one"),
+        numpy_helper.from_array(np.array([1 << 30], np.int64), "r_big"),
+        numpy_helper.from_array(np.array([0], np.int64), "r_axis0"),
+        numpy_helper.from_array(np.float32(threshold), "r_threshold"),
+    ]
+    src_in = protos["primary"].graph.input[0]
+    inp = onnx.ValueInfoProto()
+    inp.CopyFrom(src_in)
+    inp.name = x
+    out = helper.make_tensor_value_info("ab", TensorProto.FLOAT, ["batch", 2, "height", "width"])
+    graph = helper.make_graph(nodes, "retrocolor_router", [inp], [out], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="retrocolor")
+    model.ir_version = min(protos["primary"].ir_version, model.ir_version)
+    info = dict(meta or {})
+    info.update({"router": True, "router_games": list(games), "router_threshold": float(threshold)})
+    helper.set_model_props(model, {"retrocolor": json.dumps(info)})
+    onnx.checker.check_model(model)
+    return model

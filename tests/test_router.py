@@ -1,0 +1,165 @@
+"""``models.router``: one ONNX graph that sends each frame to the net that suits it.
+
+Three stand-in colorizers each answer one constant colour, so the output names the branch taken.
+Checked: monochrome (4-shade) frames go to the monochrome net, frames whose lightness levels fit
+a known game go to the primary, anything else to the fallback; the graph agrees with the numpy
+reference; evaluation and the player's engine feed it frame by frame; bad inputs are refused.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from dataset.color import DMG_LEVELS_L, gray_to_l  # noqa: E402
+from models.router import build_router, dmg_row, game_rows, level_of, route_numpy  # noqa: E402
+from utils.errors import UserError  # noqa: E402
+
+COLOURS = {"primary": (0.25, 0.0), "fallback": (0.0, 0.25), "monochrome": (-0.25, -0.25)}
+
+
+def _constant_onnx(path: Path, ab: tuple[float, float]) -> Path:
+    """A colorizer answering one colour everywhere: ab = L * 0 + c (keeps the input's shape)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    c = np.asarray(ab, np.float32).reshape(1, 2, 1, 1)
+    g = helper.make_graph(
+        [helper.make_node("Concat", ["L", "L"], ["LL"], axis=1),
+         helper.make_node("Mul", ["LL", "zero"], ["z"]),
+         helper.make_node("Add", ["z", "c"], ["ab"])],
+        "const", [helper.make_tensor_value_info("L", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info("ab", TensorProto.FLOAT, ["N", 2, "H", "W"])],
+        [numpy_helper.from_array(np.float32(0.0), "zero"), numpy_helper.from_array(c, "c")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+def _game_frame(levels: list[float], seed: int) -> np.ndarray:
+    """A 144x160 Lab L frame drawn from the given L values (a game's palette)."""
+    rng = np.random.default_rng(seed)
+    return np.asarray(levels, np.float32)[rng.integers(0, len(levels), (18, 20))].repeat(8, 0).repeat(8, 1)
+
+
+KNOWN = [12.0, 40.5, 63.2, 88.8]  # the known game's palette lightness values
+UNKNOWN = [20.0, 47.0, 55.5, 80.0]
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    d = tmp_path_factory.mktemp("router")
+    paths = {k: _constant_onnx(d / f"{k}.onnx", v) for k, v in COLOURS.items()}
+    counts = {"known": np.bincount(level_of(np.asarray(KNOWN)), minlength=256) * 1000}
+    names, rows = game_rows(counts)
+    table = np.concatenate([dmg_row()[None], rows])
+    model = build_router(paths["primary"], paths["fallback"], paths["monochrome"], names, table, 0.99,
+                         meta={"note": "test"})
+    out = d / "router.onnx"
+    onnx.save(model, str(out))
+    return out, table
+
+
+def _branch(ab: np.ndarray) -> str:
+    got = tuple(np.round(ab.reshape(2, -1).mean(1), 3))
+    return next(k for k, v in COLOURS.items() if np.allclose(got, v, atol=1e-3))
+
+
+def test_each_kind_of_frame_takes_its_branch(router: tuple[Path, np.ndarray]) -> None:
+    path, table = router
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    dmg = gray_to_l(np.asarray([0, 85, 170, 255], np.uint8))[np.random.default_rng(0).integers(0, 4, (144, 160))]
+    cases = {
+        "monochrome": dmg,
+        "primary": _game_frame(KNOWN, 1),
+        "fallback": _game_frame(UNKNOWN, 2),
+    }
+    # a known game's frame with 0.5 % of stray pixels still counts as known; 5 % does not
+    few, many = _game_frame(KNOWN, 3), _game_frame(KNOWN, 4)
+    few.reshape(-1)[:115] = 30.0
+    many.reshape(-1)[:1152] = 30.0
+    cases_more = {"primary": few, "fallback": many}
+    for want, L in [*cases.items(), *cases_more.items()]:
+        ab = sess.run(None, {"L": (L / 100.0).astype(np.float32)[None, None]})[0]
+        assert ab.shape == (1, 2, 144, 160)
+        assert _branch(ab) == want
+        assert route_numpy(L, table, 0.99) == want
+
+
+def test_dmg_levels_are_marked(router: tuple[Path, np.ndarray]) -> None:
+    _, table = router
+    assert table[0, level_of(np.asarray(DMG_LEVELS_L))].all() and table[0].sum() <= 12
+
+
+def test_evaluate_routes_each_frame_on_its_own(router: tuple[Path, np.ndarray]) -> None:
+    from models.evaluate import load_predictor
+
+    path, _ = router
+    predict, info = load_predictor(path)
+    batch = np.stack([_game_frame(KNOWN, 5), _game_frame(UNKNOWN, 6), _game_frame(KNOWN, 7)])[:, None] / 100.0
+    out = predict(batch.astype(np.float32))
+    assert [_branch(o) for o in out] == ["primary", "fallback", "primary"]
+
+
+def test_engine_runs_a_router_per_frame(router: tuple[Path, np.ndarray]) -> None:
+    """Through the player's engine: a 4-shade grey frame comes out in the monochrome net's colour,
+    a grey frame with 6 other shades in the fallback's."""
+    from dataset.color import rgb_to_lab
+    from realtime.engine import Colorizer
+
+    path, _ = router
+    col = Colorizer(str(path))
+    rng = np.random.default_rng(8)
+    for shades, want in (([0, 85, 170, 255], (-32, -32)), ([30, 70, 100, 140, 180, 220], (0, 32))):
+        grey = np.repeat(np.repeat(np.asarray(shades, np.uint8)[rng.integers(0, len(shades), (18, 20))], 8, 0), 8, 1)
+        lab = rgb_to_lab(col.colorize(grey))
+        mid = (lab[..., 0] > 30) & (lab[..., 0] < 75)  # away from black/white, where sRGB clips ab
+        got = lab[..., 1][mid].mean(), lab[..., 2][mid].mean()
+        # sRGB clipping shrinks the colour, so compare directions: the nearest branch colour
+        nearest = max(COLOURS.values(), key=lambda c: float(np.dot(c, got)) / (np.hypot(*c) * np.hypot(*got)))
+        assert np.allclose(np.asarray(nearest) * 128, want), (shades, got)
+
+
+def test_router_refuses_bad_parts(router: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    path, table = router
+    d = path.parent
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    with pytest.raises(UserError, match="cannot load fallback"):
+        build_router(d / "primary.onnx", bad, d / "monochrome.onnx", ["known"], table)
+    with pytest.raises(UserError, match="table must be"):
+        build_router(d / "primary.onnx", d / "fallback.onnx", d / "monochrome.onnx", ["a", "b"], table)
+    with pytest.raises(UserError, match="threshold"):
+        build_router(d / "primary.onnx", d / "fallback.onnx", d / "monochrome.onnx", ["known"], table, 1.5)
+    with pytest.raises(UserError, match="level histogram"):
+        game_rows({"empty": np.zeros(256)})
+
+
+def test_build_router_script(tmp_path: Path, router: tuple[Path, np.ndarray]) -> None:
+    """The script's table comes from real frames' level histograms (synthetic games here)."""
+    from build_router import make
+    from conftest import write_game
+
+    write_game(tmp_path / "data" / "g1", 6, seed=1)
+    write_game(tmp_path / "data" / "g2", 6, seed=2)
+    d = router[0].parent
+    info = make(d / "primary.onnx", d / "fallback.onnx", d / "monochrome.onnx", [tmp_path / "data"],
+                tmp_path / "r.onnx")
+    assert info["games"] == ["g1", "g2"] and all(n > 0 for n in info["levels_per_game"].values())
+    sess = ort.InferenceSession(str(tmp_path / "r.onnx"), providers=["CPUExecutionProvider"])
+    from dataset.color import rgb_to_lab
+    from utils.images import read_rgb
+
+    frame = read_rgb(sorted((tmp_path / "data" / "g1").glob("*.png"))[0])
+    L = rgb_to_lab(frame)[..., 0]
+    ab = sess.run(None, {"L": (L / 100.0).astype(np.float32)[None, None]})[0]
+    assert _branch(ab) == "primary"  # a training frame of a known game
