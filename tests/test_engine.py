@@ -259,6 +259,33 @@ def test_smoothing_lowers_flicker_on_a_static_scene(tmp_path: Path) -> None:
     assert np.array_equal(outs[0.8][-1][changed], outs[0.0][-1][changed])
 
 
+def test_smoothing_holds_a_slow_one_way_drift(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model whose colour creeps one way on a static scene (0.25 ab units a frame, 2.75 in
+    all): blending alone moves the colour by the same total, only later, so it cannot lower this
+    flicker; the dead band holds a change that small, so smoothing removes it."""
+    import realtime.engine as engine
+
+    frames = [GREYS[dmg_index(9)].copy() for _ in range(12)]
+
+    def run(smoothing: float) -> list[np.ndarray]:
+        col = Colorizer(tiny, smoothing=smoothing)
+        real_run, step = col.session.run, iter(range(100))
+
+        def drifting(names, feed):
+            return [real_run(names, feed)[0] + np.float32(next(step) * 0.25 / 128.0)]
+
+        col.session.run = drifting
+        return [col.colorize(f) for f in frames]
+
+    raw = flicker(frames, run(0.0))
+    with_band = flicker(frames, run(0.5))
+    monkeypatch.setattr(engine, "DEADBAND_AB", 0.0)
+    blend_only = flicker(frames, run(0.5))
+    assert raw > 0.05
+    assert blend_only > 0.6 * raw  # damping alone: about the same total change
+    assert with_band < 0.1 * raw
+
+
 def test_smoothing_is_validated(tiny: Path) -> None:
     with pytest.raises(UserError, match="smoothing"):
         Colorizer(tiny, smoothing=1.0)
