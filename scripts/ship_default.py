@@ -3,6 +3,11 @@
     python scripts/ship_default.py RUN --name default --split runs/compare/split \
         --description "genre-wide default: all 21 games of shared/data/gbc"
 
+Router mode (``--fallback ONNX --monochrome RUN``): the run and the monochrome run are exported
+to a components folder and ``weights/NAME.onnx`` becomes one routing graph of the three
+(``models.router``, ``scripts/build_router.py``), ``NAME.int8.onnx`` the same with the run's
+int8 export; the card then also says how the test frames were routed.
+
 Steps, all through the project's own APIs so the figures are the ones users would get:
 1. ``models.export.export_onnx`` -> ``weights/NAME.onnx`` and ``weights/NAME.int8.onnx``
    (parity-checked, int8 calibrated on the split's validation frames).
@@ -23,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 import models  # noqa: E402
 from models.checkpoint import load_model  # noqa: E402
@@ -49,6 +55,90 @@ def _short(rep: dict) -> dict:
     }
 
 
+def _ms(path: Path) -> float:
+    """Median ms per 160x144 frame of an ONNX file on onnxruntime, 1 thread (a real game frame)."""
+    import time
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from utils.ort import session_options
+
+    sess = ort.InferenceSession(str(path), session_options(1), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).uniform(0, 1, (1, 1, 144, 160)).astype(np.float32)
+    name = sess.get_inputs()[0].name
+    times = []
+    for _ in range(120):
+        t = time.perf_counter()
+        sess.run(None, {name: x})
+        times.append(time.perf_counter() - t)
+    return round(float(np.median(times[20:])) * 1000, 3)
+
+
+def _component_card(onnx_path: Path) -> dict:
+    """arch / params / MACs of an exported model, from its card (or its checkpoint's)."""
+    card = json.loads(onnx_path.with_suffix(".json").read_text())
+    out = {"arch": card.get("arch"), "params": card.get("params"), "macs_160x144": card.get("macs_160x144"),
+           "file": onnx_path.name}
+    if out["params"] is None or out["macs_160x144"] is None:
+        m = models.create(card["arch"], **(card.get("arch_kwargs") or {}))
+        out["params"], out["macs_160x144"] = models.count_params(m), count_macs(m, 144, 160)
+    return out
+
+
+def _ship_router(a: argparse.Namespace, onnx: Path) -> dict:
+    """Export the run and the monochrome run, then build the fp32 and int8 routers into ``onnx``."""
+    from build_router import make, router_table
+
+    comp = a.components or (ROOT / "runs" / f"{a.name}_components")
+    comp.mkdir(parents=True, exist_ok=True)
+    primary, mono = comp / "primary.onnx", comp / "monochrome.onnx"
+    export_onnx(a.run, primary, calib=[a.split / "val"], int8=True, calib_frames=128)
+    export_onnx(a.monochrome, mono, calib=[a.split / "val"], calib_frames=64)
+    info = make(primary, a.fallback, mono, [a.split / "train"], onnx)
+    make(primary.with_name("primary.int8.onnx"), a.fallback, mono, [a.split / "train"],
+         onnx.with_name(f"{a.name}.int8.onnx"))
+    _, table = router_table([a.split / "train"], info["min_share"])
+    fb = _component_card(a.fallback) if a.fallback.with_suffix(".json").exists() else {"arch": "?", "params": 0,
+                                                                                     "macs_160x144": 0}
+    return {
+        "primary_card": primary.with_suffix(".json"),
+        "fallback": fb,
+        "monochrome": _component_card(mono),
+        "table": table,
+        "fp32_ms": _ms(onnx),
+        "int8_ms": _ms(onnx.with_name(f"{a.name}.int8.onnx")),
+        "card": {
+            "what": "one ONNX graph, three nets; only the chosen one runs per frame (models.router)",
+            "primary": "frames whose lightness levels fit a known game's (the games below)",
+            "fallback": f"other colour frames (games never seen): {a.fallback.name}",
+            "monochrome": "4-shade monochrome frames (a DMG game, or a DMG palette the engine recognised)",
+            "threshold": info["threshold"], "min_share": info["min_share"], "games": info["games"],
+            "monochrome_recipe": a.monochrome_recipe,
+        },
+    }
+
+
+def _routing(test: Path, table, threshold: float) -> dict:
+    """How the test frames are routed, per input and game (the graph's own arithmetic)."""
+    from dataset.color import gray_to_l, rgb_to_lab
+    from dataset.loader import load_frames
+    from models.router import route_numpy
+
+    fs = load_frames([test], size=None, with_dmg=True, show_progress=False)
+    out: dict = {"L": {}, "dmg": {}}
+    for i in range(len(fs)):
+        g = fs.games[fs.game[i]]
+        r = route_numpy(rgb_to_lab(fs.rgb[i])[..., 0], table, threshold)
+        out["L"].setdefault(g, {}).setdefault(r, 0)
+        out["L"][g][r] += 1
+        if fs.has_dmg is not None and fs.has_dmg[i]:
+            r = route_numpy(gray_to_l(fs.dmg[i]), table, threshold)
+            out["dmg"].setdefault(g, {}).setdefault(r, 0)
+            out["dmg"][g][r] += 1
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="training run folder (its best checkpoint is shipped)")
@@ -59,10 +149,24 @@ def main() -> int:
     ap.add_argument("--bench-seconds", type=float, default=5.0)
     ap.add_argument("--out", type=Path, default=ROOT / "weights")
     ap.add_argument("--docs", type=Path, default=ROOT / "docs", help="where the gallery PNG goes")
+    ap.add_argument("--fallback", type=Path, default=None,
+                    help="ONNX model for games the run never saw: ship a router (models.router) of the run, "
+                         "this and --monochrome")
+    ap.add_argument("--monochrome", type=Path, default=None,
+                    help="training run of the monochrome specialist (router mode)")
+    ap.add_argument("--monochrome-recipe", default="", help="the command that trained --monochrome, for the card")
+    ap.add_argument("--components", type=Path, default=None,
+                    help="where the router's parts are exported (default runs/NAME_components)")
     a = ap.parse_args()
+    if (a.fallback is None) != (a.monochrome is None):
+        ap.error("--fallback and --monochrome go together (router mode)")
 
     onnx = a.out / f"{a.name}.onnx"
-    export_onnx(a.run, onnx, calib=[a.split / "val"], int8=True, calib_frames=128)
+    router = None
+    if a.fallback is None:
+        export_onnx(a.run, onnx, calib=[a.split / "val"], int8=True, calib_frames=128)
+    else:
+        router = _ship_router(a, onnx)
     model, meta = load_model(a.run)
     test = [a.split / "test"]
     a.docs.mkdir(parents=True, exist_ok=True)
@@ -83,7 +187,7 @@ def main() -> int:
     bench = run_bench([str(onnx)], seconds=a.bench_seconds, json_path=bench_json)
 
     card_path = onnx.with_suffix(".json")
-    card = json.loads(card_path.read_text())
+    card = json.loads((card_path if router is None else router["primary_card"]).read_text())
     ck = card.pop("checkpoint_meta", {}) or {}
     card.update({
         "name": a.name,
@@ -108,6 +212,18 @@ def main() -> int:
         "latency": bench,
         "metrics": results["L"]["overall"],
     })
+    if router is not None:
+        card.update({
+            "arch": f"router({card['arch']} | {router['fallback']['arch']} | {router['monochrome']['arch']})",
+            "params": card["params"] + router["fallback"]["params"] + router["monochrome"]["params"],
+            "macs_160x144": max(card["macs_160x144"], router["fallback"]["macs_160x144"],
+                                router["monochrome"]["macs_160x144"]),
+            "fp32_ms": router["fp32_ms"],
+            "router": router["card"],
+        })
+        card["int8"] = {"path": f"{a.name}.int8.onnx", "int8_ms": router["int8_ms"],
+                        "what": "the same router with the primary net quantised to int8 (static QDQ)"}
+        card["routing"] = _routing(a.split / "test", router["table"], router["card"]["threshold"])
     # The card travels inside the wheel: file names, not this machine's paths.
     if isinstance(card.get("int8"), dict) and card["int8"].get("path"):
         card["int8"]["path"] = Path(card["int8"]["path"]).name

@@ -28,7 +28,9 @@ def test_a_default_model_is_shipped_with_a_complete_card() -> None:
             assert key in card, f"{m['name']}: model card lacks {key!r}"
         assert m["path"].stat().st_size < 5_000_000, "shipped weights must stay small"
         if m["int8_path"]:
-            assert m["int8_path"].stat().st_size < 0.5 * m["path"].stat().st_size
+            # A router's int8 twin quantises its primary net only (the other two stay fp32).
+            ratio = 0.85 if card.get("router") else 0.5
+            assert m["int8_path"].stat().st_size < ratio * m["path"].stat().st_size
             assert card["held_out"]["int8_L"]["per_game"], "the card must carry the int8 model's figures too"
         assert card["held_out"]["fp32"]["L"]["per_game"], "the card must carry per-game held-out metrics"
         # The card ships inside the wheel: no paths of the machine that made it.
@@ -87,3 +89,47 @@ def test_card_metrics_reproduce_on_held_out_frames(model: str, variant: str, tmp
         assert got["mse_ab"] == pytest.approx(want["mse_ab"], rel=0.05, abs=2e-4), g
         assert got["acc10"] == pytest.approx(want["acc10"], abs=0.01), g
     assert json.loads(json.dumps(rep["overall"]))  # the report stays JSON-serialisable
+
+
+ROUTERS = [m["name"] for m in SHIPPED if m["card"].get("router")]
+#: Dual-mode games of CHECK_GAMES: their real monochrome twins are re-measured too.
+TWIN_GAMES = ["big2small", "gunpey"]
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("model", ROUTERS)
+def test_router_card_twins_and_routing_reproduce(model: str, tmp_path: Path) -> None:
+    """A routing model's card: its monochrome-twin figures and how its test frames were routed."""
+    pytest.importorskip("torch")
+    from dataset.color import gray_to_l, rgb_to_lab
+    from dataset.loader import load_frames
+    from dataset.tools import split
+    from models.evaluate import evaluate
+    from models.router import route_numpy
+
+    split([shared_path("data", "gbc")], tmp_path / "split", by="time")
+    card = next(m for m in SHIPPED if m["name"] == model)["card"]
+    test_dirs = [tmp_path / "split" / "test" / g for g in TWIN_GAMES]
+    rep = evaluate(weights.resolve(model), test_dirs, input_mode="dmg",
+                   baseline_train=[tmp_path / "split" / "train" / g for g in TWIN_GAMES], show_progress=False)
+    for g in TWIN_GAMES:
+        got, want = rep["per_game"][g], card["held_out"]["fp32"]["dmg"]["per_game"][g]
+        assert got["n_frames"] == want["n_frames"], g
+        assert got["mse_ab"] == pytest.approx(want["mse_ab"], rel=0.05, abs=2e-4), g
+        assert got["acc10"] == pytest.approx(want["acc10"], abs=0.01), g
+    # the routing the card reports, recomputed with the graph's own table
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(weights.resolve(model))).graph
+    table = next(numpy_helper.to_array(t) for t in graph.initializer if t.name == "r_table")
+    fs = load_frames(test_dirs, size=None, with_dmg=True, show_progress=False)
+    counts: dict[str, dict[str, int]] = {}
+    for i in range(len(fs)):
+        g = fs.games[fs.game[i]]
+        r = route_numpy(rgb_to_lab(fs.rgb[i])[..., 0], table, card["router"]["threshold"])
+        counts.setdefault(g, {}).setdefault(r, 0)
+        counts[g][r] += 1
+        if fs.has_dmg[i]:
+            assert route_numpy(gray_to_l(fs.dmg[i]), table, card["router"]["threshold"]) == "monochrome"
+    assert counts == {g: card["routing"]["L"][g] for g in TWIN_GAMES}
