@@ -56,7 +56,7 @@ def _short(rep: dict) -> dict:
 
 
 def _ms(path: Path) -> float:
-    """Median ms per 160x144 frame of an ONNX file on onnxruntime, 1 thread (a real game frame)."""
+    """Median ms per 160x144 frame on onnxruntime, 1 thread; random lightness (a router's fallback branch)."""
     import time
 
     import numpy as np
