@@ -163,3 +163,26 @@ def test_build_router_script(tmp_path: Path, router: tuple[Path, np.ndarray]) ->
     L = rgb_to_lab(frame)[..., 0]
     ab = sess.run(None, {"L": (L / 100.0).astype(np.float32)[None, None]})[0]
     assert _branch(ab) == "primary"  # a training frame of a known game
+
+
+def test_gate_check_script_tells_unknown_palettes(tmp_path: Path) -> None:
+    """Leave-one-game-out: a game whose palette another game shares stays "known"; a game with
+    its own palette (here: inverted lightness) goes to the fallback once it is left out."""
+    import subprocess
+
+    from conftest import make_game_frames
+
+    from utils.images import write_png
+
+    games = {"a": make_game_frames(6, 1), "b": make_game_frames(6, 2), "c": 255 - make_game_frames(6, 3)}
+    for g, frames in games.items():
+        for part, sl in (("train", slice(0, 4)), ("test", slice(4, 6))):
+            for i, f in enumerate(frames[sl]):
+                write_png(tmp_path / "split" / part / g / f"s1_{i:07d}.png", f)
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gate_check.py"), str(tmp_path / "split")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    share = {line.split()[0]: line.split(":")[1].split("%")[0].strip() for line in r.stdout.splitlines()
+             if "test frames" in line}
+    assert share == {"a": "0", "b": "0", "c": "100"}, r.stdout
+    assert "sent mostly to the fallback: 1 of 3" in r.stdout
