@@ -68,7 +68,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                  weight_decay=1e-4, crop=128, hflip=True, dmg_aug=0.25, twin_prob=0.25, l_remap=0.0),
 }
 #: The loss each arch trains best with under the "ours" preset (others: mse).
-PREFERRED_LOSS = {"unet": "ce+l1", "unet_lut": "ce+l1", "unet_lut_fast": "ce+l1", "fusion": "mse"}
+PREFERRED_LOSS = {"unet": "ce+l1", "unet_small": "ce+l1", "unet_lut": "ce+l1", "unet_lut_fast": "ce+l1",
+                  "fusion": "mse"}
 #: NoGAN schedule: critic pre-training steps, then adversarial epochs at a lower lr.
 GAN_CRITIC_STEPS = 200
 GAN_EPOCHS = 1

@@ -19,7 +19,7 @@ from models.gan import PatchCritic, adversarial_losses
 from models.losses import ABBins, class_rebalance_weights, compute_loss
 from utils.errors import UserError
 
-ALL = ["fusion", "unet", "unet_lut", "unet_lut_fast", "v0", "v1", "v2"]
+ALL = ["fusion", "unet", "unet_lut", "unet_lut_fast", "unet_small", "v0", "v1", "v2"]
 
 
 def _make(name: str, **kw: object) -> nn.Module:
@@ -57,7 +57,7 @@ def test_forward_train_matches_forward(name: str) -> None:
     with torch.no_grad():
         out = m.forward_train(x)
         assert torch.allclose(out["ab"], m(x), atol=1e-6)
-    if name in ("unet", "unet_lut", "unet_lut_fast"):
+    if name in ("unet", "unet_lut", "unet_lut_fast", "unet_small"):
         q = out["ab_bins"].shape[0]
         assert out["ab_logits"].shape == (2, q, 16, 24)  # logits at 1/4 resolution
         assert out["ab_bins"].shape == (q, 2)
@@ -76,6 +76,9 @@ def test_param_counts() -> None:
     # v2: torchvision resnet18 conv1..layer2 (1-channel conv1) is 683,072 parameters.
     assert models.count_params(_make("v2")) > 683_072
     assert models.count_params(_make("unet", width=2.0)) > 2 * models.count_params(_make("unet"))
+    small = _make("unet_small")
+    assert count_macs(small, 144, 160) < 0.7 * count_macs(_make("unet"), 144, 160)
+    assert models.count_params(small) == models.count_params(_make("unet", width=0.75))
 
 
 @pytest.mark.parametrize("name,kw", [("v1", {}), ("fusion", {"width": 32, "num_games": 4}),
