@@ -80,7 +80,7 @@ def route_numpy(L: np.ndarray, table: np.ndarray, threshold: float) -> str:
 
     The same arithmetic as the graph (for tests, reports and the model card).
     """
-    h = np.bincount(level_of(L).ravel(), minlength=LEVELS).astype(np.float32)
+    h = level_counts(L).astype(np.float32)
     frac = table @ (h / max(1.0, float(h.sum())))
     if frac[0] >= 1.0 - 1e-6:
         return "monochrome"
