@@ -5,7 +5,7 @@
 
 ``--levels-from`` names the primary's training frames (a dataset root or game folders): each
 game's lightness-level histogram decides which frames count as "a known game" (see the module
-docstring of ``models.router``).  Prints how the given frames themselves would be routed.
+docstring of ``models.router``).
 """
 
 from __future__ import annotations
@@ -49,17 +49,22 @@ def router_table(levels_from: list[Path], min_share: float = DEFAULT_MIN_SHARE,
 
 
 def make(primary: Path, fallback: Path, monochrome: Path, levels_from: list[Path], out: Path,
-         threshold: float = DEFAULT_THRESHOLD, min_share: float = DEFAULT_MIN_SHARE) -> dict:
-    """Write the router to ``out``; returns what it holds (for a model card)."""
+         threshold: float = DEFAULT_THRESHOLD, min_share: float = DEFAULT_MIN_SHARE,
+         table: tuple[list[str], np.ndarray] | None = None) -> dict:
+    """Write the router to ``out``; returns what it holds (for a model card), the table included.
+
+    ``table``: a ``router_table`` result to reuse (it decodes every training frame), else it is
+    built from ``levels_from``.
+    """
     import onnx
 
-    names, table = router_table(levels_from, min_share)
+    names, table = table if table is not None else router_table(levels_from, min_share)
     model = build_router(primary, fallback, monochrome, names, table, threshold,
                          meta={"components": {"primary": primary.name, "fallback": fallback.name,
                                               "monochrome": monochrome.name}})
     atomic_write_bytes(out, model.SerializeToString())
     onnx.checker.check_model(str(out))
-    return {"games": names, "threshold": threshold, "min_share": min_share,
+    return {"games": names, "threshold": threshold, "min_share": min_share, "table": table,
             "levels_per_game": {g: int(r.sum()) for g, r in zip(names, table[1:], strict=True)}}
 
 

@@ -88,7 +88,7 @@ def _component_card(onnx_path: Path) -> dict:
 
 def _ship_router(a: argparse.Namespace, onnx: Path) -> dict:
     """Export the run and the monochrome run, then build the fp32 and int8 routers into ``onnx``."""
-    from build_router import make, router_table
+    from build_router import make
 
     comp = a.components or (ROOT / "runs" / f"{a.name}_components")
     comp.mkdir(parents=True, exist_ok=True)
@@ -96,9 +96,9 @@ def _ship_router(a: argparse.Namespace, onnx: Path) -> dict:
     export_onnx(a.run, primary, calib=[a.split / "val"], int8=True, calib_frames=128)
     export_onnx(a.monochrome, mono, calib=[a.split / "val"], calib_frames=64)
     info = make(primary, a.fallback, mono, [a.split / "train"], onnx)
+    table = info["table"]
     make(primary.with_name("primary.int8.onnx"), a.fallback, mono, [a.split / "train"],
-         onnx.with_name(f"{a.name}.int8.onnx"))
-    _, table = router_table([a.split / "train"], info["min_share"])
+         onnx.with_name(f"{a.name}.int8.onnx"), table=(info["games"], table))
     fb = _component_card(a.fallback) if a.fallback.with_suffix(".json").exists() else {"arch": "?", "params": 0,
                                                                                      "macs_160x144": 0}
     return {
