@@ -108,6 +108,16 @@ def cmd_dataset_split(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_render(a: argparse.Namespace) -> int:
+    from dataset.render import RenderConfig, render
+
+    cfg = RenderConfig(frames=a.frames, seed=a.seed, max_emulated=a.max_emulated, time_limit=a.time_limit,
+                       mono=a.mono)
+    report = render(a.roms, a.output, cfg, jobs=a.jobs)
+    print(report.table())
+    return 0
+
+
 def cmd_dataset_merge(a: argparse.Namespace) -> int:
     from dataset.tools import merge
 
@@ -193,7 +203,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     if a.int8_output is not None and not a.int8:
         raise UserError("--int8-output needs --int8")
     export_onnx(a.checkpoint, a.output, calib=a.calib, int8=a.int8, int8_output=a.int8_output, card=not a.no_card,
-                calib_frames=a.calib_frames)
+                calib_frames=a.calib_frames, temperature=a.temperature, tile_snap=a.tile_snap)
     return 0
 
 
@@ -324,6 +334,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--test-games", nargs="*", default=None, help="games held out for test (by=game; default: by seed)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier, different split")
+    sp = dsub.add_parser(
+        "render", help="play ROMs in PyBoy and write colour frames plus real monochrome twins (dual-mode ROMs)",
+        description="Play each ROM headless in PyBoy, exploring deep into the game, and write GAME/*.png colour "
+        "frames, GAME/dmg/*.png monochrome twins of the same moments (dual-mode ROMs), GAME/render.json, and "
+        "summary.json + manifest.json. Reruns skip finished games and replay partial ones from their seed.")
+    sp.set_defaults(func=cmd_dataset_render)
+    sp.add_argument("roms", nargs="+", type=Path, help="ROM files (.gb, .gbc) or folders searched recursively")
+    sp.add_argument("-o", "--output", type=Path, required=True, help="corpus folder (one sub-folder per game)")
+    sp.add_argument("--frames", type=int, default=150, help="colour frames to keep per game (default 150)")
+    sp.add_argument("--seed", type=int, default=0, help="exploration seed; a seed gives the same frames (default 0)")
+    sp.add_argument("--jobs", type=int, default=1, help="games rendered at once, one process each (default 1)")
+    sp.add_argument("--time-limit", type=_positive_float, default=180.0,
+                    help="wall seconds per game before it stops with what it has; a hung emulator is killed "
+                    "30 s later (default 180)")
+    sp.add_argument("--max-emulated", type=int, default=40_000,
+                    help="emulated frames per game at most (default 40000, about 11 minutes of play)")
+    sp.add_argument("--mono", action="store_true",
+                    help="also render monochrome-only ROMs (their grey frames alone, under GAME/dmg/; no colour truth)")
     sp = dsub.add_parser("merge", help="merge several games' datasets into one genre set")
     sp.set_defaults(func=cmd_dataset_merge)
     sp.add_argument("data", nargs="+", type=Path)
@@ -406,6 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also write a static int8 (QDQ) model and report its speed and quality")
     sp.add_argument("--int8-output", type=Path, default=None, help="int8 file (default: MODEL.int8.onnx)")
     sp.add_argument("--no-card", action="store_true", help="do not write the MODEL.json model card")
+    sp.add_argument("--temperature", type=_positive_float, default=None,
+                    help="annealed-mean temperature of a unet-family net (lower: bolder colours; default: as trained)")
+    sp.add_argument("--tile-snap", action="store_true",
+                    help="one colour per (8x8 tile, shade), as Color hardware draws; for 4-shade (monochrome) input")
 
     # colorize
     sp = add("colorize", cmd_colorize, "colorize an image, a folder of images or a video (audio kept)")

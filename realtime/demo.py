@@ -129,8 +129,27 @@ def _oam() -> bytes:
     return bytes(oam)
 
 
-def build_demo_rom(title: str = "RETROCOLOR") -> bytes:
+#: Colours of the Color versions of the cartridge (RGB555 per shade index 0..3): sky, cloud, hill, earth.
+CGB_BG_PALETTE = ((20, 26, 31), (31, 31, 31), (6, 22, 4), (14, 7, 2))
+CGB_OBJ_PALETTE = ((31, 31, 31), (31, 24, 0), (31, 8, 4), (8, 0, 12))
+CGB_FLAGS = {"dmg": 0x00, "dual": 0x80, "cgb": 0xC0}
+
+
+def _rgb555(palette: tuple[tuple[int, int, int], ...]) -> list[int]:
+    out = []
+    for r, g, b in palette:
+        v = r | (g << 5) | (b << 10)
+        out += [v & 0xFF, v >> 8]
+    return out
+
+
+def build_demo_rom(title: str = "RETROCOLOR", mode: str = "dmg") -> bytes:
     """Assemble the 32 KiB demo cartridge: valid header and checksums, no Nintendo logo.
+
+    ``mode`` is the header's console flag: ``"dmg"`` (the demo: a monochrome game), ``"dual"``
+    or ``"cgb"``.  The two Color versions also load a background and a sprite palette (a write a
+    monochrome console ignores), so a dual cartridge shows the same scene in grey and in colour:
+    the tests' small stand-in for a real dual-mode game.
 
     The program (at 0x150) turns the LCD off, copies tiles, map and sprites into VRAM/OAM, turns
     the LCD on, then once per frame (at the start of VBlank) scrolls the background one pixel,
@@ -149,6 +168,11 @@ def build_demo_rom(title: str = "RETROCOLOR") -> bytes:
         a.db(0x01, length & 0xFF, length >> 8)   # ld bc,length
         a.abs16(0xCD, "copy")                    # call copy
     a.db(0x3E, 0xE4, 0xE0, 0x47, 0xE0, 0x48)     # ld a,$E4 ; ldh (BGP),a ; ldh (OBP0),a
+    if mode != "dmg":
+        for index_reg, data_reg, pal in ((0x68, 0x69, CGB_BG_PALETTE), (0x6A, 0x6B, CGB_OBJ_PALETTE)):
+            a.db(0x3E, 0x80, 0xE0, index_reg)    # ld a,$80 ; ldh (BCPS/OCPS),a  (index 0, auto-increment)
+            for byte in _rgb555(pal):
+                a.db(0x3E, byte, 0xE0, data_reg)  # ld a,byte ; ldh (BCPD/OCPD),a
     a.db(0xAF, 0xE0, 0x42, 0xE0, 0x43, 0xE0, 0x80)  # xor a ; SCY=SCX=0 ; frame counter=0
     a.db(0x3E, LCDC_ON, 0xE0, 0x40)              # ld a,LCDC_ON ; ldh (LCDC),a
     a.label("loop")
@@ -196,7 +220,7 @@ def build_demo_rom(title: str = "RETROCOLOR") -> bytes:
     rom[0x100:0x104] = bytes((0x00, 0xC3, 0x50, 0x01))  # entry point: nop ; jp $0150
     name = title.upper().encode("ascii", "replace")[:15]
     rom[0x134:0x134 + len(name)] = name
-    rom[0x143] = 0x00  # DMG only: the point is colouring monochrome output
+    rom[0x143] = CGB_FLAGS[mode]  # the demo is DMG only: the point is colouring monochrome output
     rom[0x147] = 0x00  # ROM only
     rom[0x148] = 0x00  # 32 KiB
     rom[0x149] = 0x00  # no RAM

@@ -12,8 +12,9 @@ import pytest
 from conftest import tiny_lightness_onnx as _tiny_onnx
 
 import retrocolor
+from capture.rom import validate_rom
 from realtime.demo import build_demo_rom, write_demo_rom
-from realtime.play import PlayOptions, play, validate_rom
+from realtime.play import PlayOptions, play
 from utils.errors import UserError
 
 
