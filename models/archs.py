@@ -492,3 +492,41 @@ def unet_lut_fast(width: float = 1.0, bin_size: float = 0.08, temperature: float
     """unet_lut with ``edge=False``: the head sees exact L and context only."""
     return UNetLut(width=width, bin_size=bin_size, temperature=temperature, num_games=num_games,
                    levels=levels, head_ch=head_ch, edge=False)
+
+
+class TileSnap(nn.Module):
+    """Hardware-shaped output for 4-shade input: one colour per (8x8 tile, shade), as a Color game draws.
+
+    A Game Boy Color background tile has one 4-colour palette, so the pixels of a tile that share a
+    monochrome shade share a colour.  This replaces the wrapped net's a/b by its mean over each
+    such group: crisp tiles instead of watercolour, and (the mean being the best constant under
+    squared error) no worse a fit to the net's own prediction.  Tiles are aligned to the screen;
+    the shade is the nearest of the 4 DMG lightness levels, so use it only where the input *is*
+    4-shade (the router's monochrome branch).  Exports as a few pooling ops (~0.1 ms).
+    """
+
+    def __init__(self, net: nn.Module, tile: int = 8) -> None:
+        super().__init__()
+        from dataset.color import DMG_LEVELS_L, L_SCALE
+
+        self.net = net
+        self.tile = int(tile)
+        self.register_buffer("levels", torch.tensor(DMG_LEVELS_L / L_SCALE, dtype=torch.float32).view(1, 4, 1, 1))
+
+    def snap(self, x: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        """a/b ``(B, 2, H, W)`` averaged over the (tile, shade) groups of input ``x`` ``(B, 1, H, W)``."""
+        b, _, h, w = ab.shape
+        d = (x - self.levels).abs()                                   # (B, 4, H, W)
+        mask = (d <= d.min(1, keepdim=True).values).float()
+        mask = mask / mask.sum(1, keepdim=True)                       # a tie shares the pixel
+        t = self.tile
+        weighted = (mask.unsqueeze(2) * ab.unsqueeze(1)).reshape(b, 8, h, w)
+        num = F.avg_pool2d(weighted, t, t, ceil_mode=True).reshape(b, 4, 2, -1)
+        den = F.avg_pool2d(mask, t, t, ceil_mode=True).reshape(b, 4, 1, -1)
+        hs, ws = -(-h // t), -(-w // t)
+        mean = (num / den.clamp_min(1e-6)).reshape(b, 8, hs, ws)
+        up = F.interpolate(mean, scale_factor=t, mode="nearest")[..., :h, :w].reshape(b, 4, 2, h, w)
+        return (up * mask.unsqueeze(2)).sum(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.snap(x, self.net(x))

@@ -31,9 +31,13 @@ import numpy as np
 from dataset.color import AB_SCALE, L_SCALE, gray_to_l, l_ab_to_rgb, posterize_l, rgb_to_lab
 from dataset.loader import FrameSet, load_frames
 from models.metrics import (
+    BOOT_DEFAULT,
     METRIC_KEYS,
+    LookAccumulator,
     LutBaseline,
     MetricAccumulator,
+    boot_palette_ab,
+    dmg_shade,
     frame_metrics,
     frame_metrics_weighted,
     gray_predict,
@@ -267,6 +271,52 @@ def l_to_gray_rgb(L: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- evaluate
+def _model_metrics(look: LookAccumulator, ab_pred: np.ndarray, ab_true: np.ndarray, L_true: np.ndarray,
+                   L_in: np.ndarray, rgb: np.ndarray, games: np.ndarray,
+                   shade: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per-frame metrics of one batch, and its share of each game's look (run in a worker thread).
+
+    The look is judged on what a player sees: the *input* lightness with the predicted colour.
+    """
+    shown = np.stack([l_ab_to_rgb(L_in[i], ab_pred[i]) for i in range(len(L_in))])
+    look.add(games, shown, ab_pred, rgb, ab_true, shade)
+    return frame_metrics(ab_pred, ab_true, L_true, rgb), games
+
+
+def _median(values: list[float | None]) -> float | None:
+    v = [x for x in values if x is not None and not math.isnan(x)]
+    return float(np.median(v)) if v else None
+
+
+def by_game_summary(per_game: dict[str, Any]) -> dict[str, Any]:
+    """Step 7's figures over games (each game counts once, however many frames it has)."""
+    games = list(per_game.values())
+    if not games:
+        return {}
+    out: dict[str, Any] = {
+        "games": len(games),
+        "median_ratio_to_gray": _median([g["ratio_to_gray"] for g in games]),
+        "share_below_gray": float(np.mean([(g["ratio_to_gray"] or 0) < 1 for g in games])),
+        "median_colourfulness_ratio": _median([g["look"]["colourfulness_ratio"] for g in games]),
+        "median_hist_js_ratio": _median([g["look"]["hist_js_ratio"] for g in games]),
+        "median_tile_uniformity": _median([g["look"]["tile_uniformity"] for g in games]),
+        "median_tile_uniformity_truth": _median([g["look"]["tile_uniformity_truth"] for g in games]),
+    }
+    for key in ("lut", "boot_default", "boot_best"):
+        ratios = []
+        below = []
+        for g in games:
+            b = g["baselines"].get(key)
+            gray = g["baselines"]["gray"]["mse_ab"]
+            if b and gray:
+                ratios.append(b["mse_ab"] / gray)
+                below.append(g["mse_ab"] < b["mse_ab"])
+        if ratios:
+            out[f"{key}_median_ratio_to_gray"] = _median(ratios)
+            out[f"share_below_{key}"] = float(np.mean(below))
+    return out
+
+
 def evaluate(model: str | os.PathLike[str], data: Sequence[str | os.PathLike[str]], input_mode: str = "L",
              baseline_train: Sequence[str | os.PathLike[str]] | None = None,
              json_path: str | os.PathLike[str] | None = None, grid_path: str | os.PathLike[str] | None = None,
@@ -331,6 +381,10 @@ def _evaluate(predict: Predictor, info: dict[str, Any], data: Sequence[str | os.
         lut_info = {"source": None, "note": source}
 
     acc = {"model": MetricAccumulator(), "gray": MetricAccumulator(), "lut": MetricAccumulator()}
+    look = LookAccumulator()
+    # The boot ROM's palettes colour 4-shade input only: the baselines of a monochrome game.
+    boot_ab = boot_palette_ab() if input_mode in ("dmg", "dmg4") else {}
+    boot_acc = {name: MetricAccumulator() for name in boot_ab}
     grid_pick: dict[int, np.ndarray] = {}
     if grid_path is not None:
         for g in range(len(fs.games)):
@@ -373,7 +427,13 @@ def _evaluate(predict: Predictor, info: dict[str, Any], data: Sequence[str | os.
         # thread while the next batch goes through the model; numpy and torch release the GIL.
         if pending is not None:
             acc["model"].add(*pending.result())
-        pending = pool.submit(lambda a=ab_pred, t=ab_true, L=L_true, r=rgb, g=games: (frame_metrics(a, t, L, r), g))
+        shade = dmg_shade(L_in) if boot_ab else np.round(L_in * 2).astype(np.int16)
+        pending = pool.submit(_model_metrics, look, ab_pred, ab_true, L_true, L_in, rgb, games, shade)
+        if boot_ab:
+            shade_u = dmg_shade(Lin_u)
+            for name, pal in boot_ab.items():
+                boot_acc[name].add(frame_metrics_weighted(f_u, count, pal[shade_u], lab_u[:, 1:], lab_u[:, 0], rgb_u,
+                                                          n), games)
         acc["gray"].add(frame_metrics_weighted(f_u, count, gray_predict(Lin_u), lab_u[:, 1:], lab_u[:, 0], rgb_u, n),
                         games)
         if lut is not None:
@@ -394,13 +454,23 @@ def _evaluate(predict: Predictor, info: dict[str, Any], data: Sequence[str | os.
     per_model = acc["model"].per_group()
     per_gray = acc["gray"].per_group()
     per_lut = acc["lut"].per_group() if lut is not None else {}
+    per_boot = {name: a.per_group() for name, a in boot_acc.items()}
     per_game: dict[str, Any] = {}
     for g, name in enumerate(fs.games):
         if g not in per_model:
             continue
+        baselines: dict[str, Any] = {"gray": nan_to_none(per_gray[g]),
+                                     "lut": nan_to_none(per_lut[g]) if g in per_lut else None}
+        if per_boot:
+            baselines["boot_default"] = nan_to_none(per_boot[BOOT_DEFAULT][g])
+            best = min(per_boot, key=lambda p: per_boot[p][g]["mse_ab"])
+            baselines["boot_best"] = {**nan_to_none(per_boot[best][g]), "palette": best}
+        gray_mse = per_gray[g]["mse_ab"]
         per_game[name] = {
             **nan_to_none(per_model[g]),
-            "baselines": {"gray": nan_to_none(per_gray[g]), "lut": nan_to_none(per_lut[g]) if g in per_lut else None},
+            "ratio_to_gray": per_model[g]["mse_ab"] / gray_mse if gray_mse > 0 else None,
+            "look": look.summary(g),
+            "baselines": baselines,
         }
     meta = info["meta"]
     report: dict[str, Any] = {
@@ -410,6 +480,7 @@ def _evaluate(predict: Predictor, info: dict[str, Any], data: Sequence[str | os.
             "lut": nan_to_none(acc["lut"].overall()) if lut is not None else None,
         },
         "per_game": per_game,
+        "by_game": by_game_summary(per_game),
         "model": {"path": info["path"], "kind": info["kind"], "arch": meta.get("arch")},
         "input_mode": input_mode,
         "averaging": "overall = mean over all evaluated frames; per_game = mean over that game's frames",
@@ -475,6 +546,45 @@ def format_report(report: dict[str, Any]) -> str:
             lm = (m.get("baselines") or {}).get("lut")
             tail = f" | {lm['mse_ab']:.5f}" if lm and lm.get("mse_ab") is not None else ""
             lines.append(f"  {name[:26]:26} {fmt(m)}{tail}")
+    bg = report.get("by_game") or {}
+    if bg and len(report.get("per_game", {})) > 1:
+        lines.append("")
+        lines.append(format_by_game(report))
     lines.append("(overall = mean over all frames; mse_ab on ab/128; deltaE = CIE76 over a/b; "
                  "acc10 = pixels with deltaE < 10; psnr of true L + predicted ab vs true RGB)")
+    return "\n".join(lines)
+
+
+def format_by_game(report: dict[str, Any]) -> str:
+    """Per game, what a player would judge: error against grey's, colour, histogram, crispness."""
+
+    def f(v: Any, spec: str = ".2f") -> str:
+        return "-" if v is None else format(v, spec)
+
+    per_game = report["per_game"]
+    boot = any("boot_best" in g["baselines"] for g in per_game.values())
+    head = f"{'game':26} {'mse/gray':>8} {'colour':>7} {'histJS':>7} {'tiles':>6} {'truth':>6}"
+    if boot:
+        head += f" {'boot/gray':>9} {'best/gray':>9}  best palette"
+    lines = ["by game (mse/gray: model mse_ab / grey's; colour: colourfulness / truth's; "
+             "histJS: a/b histogram JS distance / grey's; tiles: tile uniformity, truth's beside it):", head]
+    for name, g in per_game.items():
+        lk, gray = g["look"], g["baselines"]["gray"]["mse_ab"]
+        row = (f"{name[:26]:26} {f(g['ratio_to_gray']):>8} {f(lk['colourfulness_ratio']):>7} "
+               f"{f(lk['hist_js_ratio']):>7} {f(lk['tile_uniformity']):>6} {f(lk['tile_uniformity_truth']):>6}")
+        if boot:
+            bd, bb = g["baselines"]["boot_default"], g["baselines"]["boot_best"]
+            row += (f" {f(bd['mse_ab'] / gray if gray else None):>9} {f(bb['mse_ab'] / gray if gray else None):>9}"
+                    f"  {bb['palette']}")
+        lines.append(row)
+    bg = report["by_game"]
+    lines.append(f"over {bg['games']} games (medians): mse/gray {f(bg['median_ratio_to_gray'])}, below grey on "
+                 f"{100 * bg['share_below_gray']:.0f}%; colourfulness {f(bg['median_colourfulness_ratio'])} of the "
+                 f"truth's; histogram JS {f(bg['median_hist_js_ratio'])} of grey's; tile uniformity "
+                 f"{f(bg['median_tile_uniformity'])} (truth {f(bg['median_tile_uniformity_truth'])})")
+    if boot:
+        lines.append(f"boot ROM palettes (mse/gray, median): default {f(bg.get('boot_default_median_ratio_to_gray'))}, "
+                     f"best per game with hindsight {f(bg.get('boot_best_median_ratio_to_gray'))}; the model beats "
+                     f"the default on {100 * bg.get('share_below_boot_default', 0):.0f}% of games and the "
+                     f"hindsight-best on {100 * bg.get('share_below_boot_best', 0):.0f}%")
     return "\n".join(lines)

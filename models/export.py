@@ -297,6 +297,8 @@ def export_onnx(
     card: bool = True,
     calib_frames: int = 64,
     timing_seconds: float = 1.0,
+    temperature: float | None = None,
+    tile_snap: bool = False,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Export ``checkpoint`` to ``output`` (.onnx), verify it, optionally quantise; returns a report.
@@ -304,6 +306,9 @@ def export_onnx(
     ``calib``: folders or files of real frames for the parity check and int8 calibration (else
     the data the checkpoint recorded, else synthetic frames -- int8 refuses synthetic ones).
     ``card``: also write ``output`` with ``.json`` -- the model card ``weights`` lists.
+    ``temperature``: the annealed-mean temperature of a bin-decoding net (``unet`` family), lower
+    = bolder colours; chosen on validation games (``scripts/unseen.py``), recorded in the card.
+    ``tile_snap``: wrap the net in :class:`models.archs.TileSnap` (for 4-shade input only).
     """
     say = log or (lambda _m: None)
     out = Path(output)
@@ -314,6 +319,17 @@ def export_onnx(
         raise UserError("the int8 output must differ from the fp32 output")
     model, meta = load_model(checkpoint)
     st, _ = resolve_checkpoint(checkpoint)
+    if temperature is not None:
+        if not hasattr(model, "temperature") or not temperature > 0:
+            raise UserError(f"--temperature needs a positive value and a bin-decoding arch ({meta.get('arch')} "
+                            "has no temperature)")
+        model.temperature = float(temperature)
+        meta = {**meta, "arch_kwargs": {**(meta.get("arch_kwargs") or {}), "temperature": float(temperature)}}
+    if tile_snap:
+        from models.archs import TileSnap
+
+        model = TileSnap(model).eval()
+        meta = {**meta, "tile_snap": True}
 
     if calib:
         frames, source = calibration_frames(calib, calib_frames), "calib: " + ", ".join(str(c) for c in calib)

@@ -24,6 +24,7 @@ input's lightness bin (:class:`LutBaseline`).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -201,3 +202,168 @@ def frame_metrics_weighted(frame: np.ndarray, count: np.ndarray, ab_pred: np.nda
             "acc10": np.bincount(frame, weights=w * (de < ACC_THRESHOLD), minlength=n_frames) / npix,
             "psnr": np.minimum(psnr, PSNR_CAP),
         }
+
+
+# ----------------------------------------------------------------------------- the look of a game
+# mse_ab says how far each pixel is from the truth.  A model can lower it by painting grey, which
+# no player wants; these say whether a game's output *looks* like a Color game (step 7's targets).
+
+#: a/b histogram bins per axis, over [-AB_RANGE, AB_RANGE] (sRGB's a/b lie within about +-110).
+AB_BINS = 20
+AB_RANGE = 110.0
+#: A (tile, input shade) group is "uniform" when the output's per-channel RGB std is below this.
+TILE_STD = 8.0
+
+
+def colourfulness(rgb: np.ndarray) -> np.ndarray:
+    """Hasler & Suesstrunk's colourfulness ``M`` per frame of uint8 RGB ``(N, H, W, 3)`` -> ``(N,)``.
+
+    ``rg = R - G``, ``yb = (R + G) / 2 - B``; ``M = sqrt(sd_rg^2 + sd_yb^2) + 0.3 sqrt(mu_rg^2 + mu_yb^2)``.
+    0 for a grey frame; about 100+ for a saturated one.
+    """
+    x = np.asarray(rgb, np.float64).reshape(len(rgb), -1, 3)
+    rg = x[..., 0] - x[..., 1]
+    yb = 0.5 * (x[..., 0] + x[..., 1]) - x[..., 2]
+    return np.sqrt(rg.std(1) ** 2 + yb.std(1) ** 2) + 0.3 * np.sqrt(rg.mean(1) ** 2 + yb.mean(1) ** 2)
+
+
+def tile_uniformity(rgb: np.ndarray, shade: np.ndarray, tile: int = 8) -> tuple[int, int]:
+    """(uniform groups, groups) over the (8x8 tile, input shade) groups of frames ``(N, H, W, 3)``.
+
+    Real Color art gives each 8x8 background tile one 4-colour palette, so the pixels of one
+    tile that share an input shade share one colour; a watercolour output does not.  Groups of a
+    single pixel are not counted.  Tiles are aligned to the screen (a scrolled background puts
+    the truth's own tile edges elsewhere, which is why the truth scores ~0.97, not 1).
+    """
+    rgb = np.asarray(rgb, np.float64)
+    n, h, w, _ = rgb.shape
+    th, tw = h // tile, w // tile
+    x = rgb[:, :th * tile, :tw * tile].reshape(n, th, tile, tw, tile, 3).transpose(0, 1, 3, 2, 4, 5)
+    s = np.asarray(shade)[:, :th * tile, :tw * tile].reshape(n, th, tile, tw, tile).transpose(0, 1, 3, 2, 4)
+    x = x.reshape(-1, tile * tile, 3)
+    s = s.reshape(-1, tile * tile).astype(np.int64)
+    levels, s = np.unique(s, return_inverse=True)
+    s = s.reshape(-1, tile * tile)
+    k = len(levels)
+    group = (np.arange(len(x))[:, None] * k + s).ravel()
+    flat = x.reshape(-1, 3)
+    cnt = np.bincount(group, minlength=len(x) * k)
+    sums = np.stack([np.bincount(group, flat[:, c], len(x) * k) for c in range(3)], -1)
+    sq = np.stack([np.bincount(group, flat[:, c] ** 2, len(x) * k) for c in range(3)], -1)
+    real = cnt >= 2
+    mean = sums[real] / cnt[real, None]
+    var = np.maximum(sq[real] / cnt[real, None] - mean**2, 0.0)
+    uniform = (np.sqrt(var) < TILE_STD).all(-1)
+    return int(uniform.sum()), int(real.sum())
+
+
+def ab_histogram(ab: np.ndarray) -> np.ndarray:
+    """Counts of a/b ``(..., 2)`` (Lab units) in an ``AB_BINS x AB_BINS`` grid, flattened."""
+    ab = np.asarray(ab, np.float64).reshape(-1, 2)
+    idx = np.clip(((ab + AB_RANGE) * (AB_BINS / (2 * AB_RANGE))).astype(np.int64), 0, AB_BINS - 1)
+    return np.bincount(idx[:, 0] * AB_BINS + idx[:, 1], minlength=AB_BINS * AB_BINS).astype(np.float64)
+
+
+def js_distance(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon distance (base 2: 0 = same, 1 = disjoint) between two histograms."""
+    p = np.asarray(p, np.float64)
+    q = np.asarray(q, np.float64)
+    if p.sum() <= 0 or q.sum() <= 0:
+        return float("nan")
+    p, q = p / p.sum(), q / q.sum()
+    m = 0.5 * (p + q)
+
+    def kl(a: np.ndarray, b: np.ndarray) -> float:
+        nz = a > 0
+        return float((a[nz] * np.log2(a[nz] / b[nz])).sum())
+
+    return float(np.sqrt(max(0.0, 0.5 * kl(p, m) + 0.5 * kl(q, m))))
+
+
+class LookAccumulator:
+    """Per game: colourfulness of output and truth, tile uniformity, a/b histograms of both."""
+
+    def __init__(self) -> None:
+        self.games: dict[int, dict[str, Any]] = {}
+
+    def add(self, groups: np.ndarray, rgb_out: np.ndarray, ab_out: np.ndarray, rgb_true: np.ndarray,
+            ab_true: np.ndarray, shade: np.ndarray) -> None:
+        """One batch: output and true RGB ``(N, H, W, 3)``, their ab, the input shade per pixel."""
+        groups = np.asarray(groups)
+        c_out, c_true = colourfulness(rgb_out), colourfulness(rgb_true)
+        for g in np.unique(groups):
+            m = groups == g
+            st = self.games.setdefault(int(g), {"colour_out": 0.0, "colour_true": 0.0, "uniform": 0, "groups": 0,
+                                                "uniform_true": 0, "groups_true": 0, "frames": 0,
+                                                "hist_out": np.zeros(AB_BINS * AB_BINS),
+                                                "hist_true": np.zeros(AB_BINS * AB_BINS)})
+            st["colour_out"] += float(c_out[m].sum())
+            st["colour_true"] += float(c_true[m].sum())
+            u, t = tile_uniformity(rgb_out[m], shade[m])
+            st["uniform"] += u
+            st["groups"] += t
+            u, t = tile_uniformity(rgb_true[m], shade[m])
+            st["uniform_true"] += u
+            st["groups_true"] += t
+            st["frames"] += int(m.sum())
+            st["hist_out"] += ab_histogram(ab_out[m])
+            st["hist_true"] += ab_histogram(ab_true[m])
+
+    def summary(self, g: int) -> dict[str, float | None]:
+        """The look of game ``g``: ratios to the truth, and the grey baseline's histogram distance."""
+        st = self.games[g]
+        grey_hist = ab_histogram(np.zeros((1, 2)))
+        js, js_grey = js_distance(st["hist_out"], st["hist_true"]), js_distance(grey_hist, st["hist_true"])
+        return {
+            "colourfulness": st["colour_out"] / st["frames"],
+            "colourfulness_truth": st["colour_true"] / st["frames"],
+            "colourfulness_ratio": (st["colour_out"] / st["colour_true"]) if st["colour_true"] > 0 else None,
+            "hist_js": js,
+            "hist_js_gray": js_grey,
+            "hist_js_ratio": js / js_grey if js_grey > 0 else None,
+            "tile_uniformity": st["uniform"] / st["groups"] if st["groups"] else None,
+            "tile_uniformity_truth": st["uniform_true"] / st["groups_true"] if st["groups_true"] else None,
+        }
+
+
+# ----------------------------------------------------------------------------- the boot ROM's palettes
+def _hex_palette(*colours: int) -> np.ndarray:
+    return np.array([[(c >> 16) & 255, (c >> 8) & 255, c & 255] for c in colours], np.uint8)
+
+
+#: Background palettes the Game Boy Color's boot ROM gives a monochrome game (colour per shade,
+#: lightest first): the 12 a player picks with a button held at power-on, then 4 more of its
+#: title table.  ``right+a`` is what every non-Nintendo game (all homebrew) gets by default.
+#: Values as documented by The Cutting Room Floor and used by open emulators.
+BOOT_PALETTES: dict[str, np.ndarray] = {
+    "right+a (default)": _hex_palette(0xFFFFFF, 0x7BFF31, 0x0063C5, 0x000000),
+    "up": _hex_palette(0xFFFFFF, 0xFFAD63, 0x843100, 0x000000),
+    "up+a": _hex_palette(0xFFFFFF, 0xFF8484, 0x943A3A, 0x000000),
+    "up+b": _hex_palette(0xFFE6C5, 0xCE9C84, 0x846B29, 0x5A3108),
+    "left": _hex_palette(0xFFFFFF, 0x63A5FF, 0x0000FF, 0x000000),
+    "left+a": _hex_palette(0xFFFFFF, 0x8C8CDE, 0x52528C, 0x000000),
+    "left+b": _hex_palette(0xFFFFFF, 0xA5A5A5, 0x525252, 0x000000),
+    "down": _hex_palette(0xFFFFA5, 0xFF9494, 0x9494FF, 0x000000),
+    "down+a": _hex_palette(0xFFFFFF, 0xFFFF00, 0xFF0000, 0x000000),
+    "down+b": _hex_palette(0xFFFFFF, 0xFFFF00, 0x7B4A00, 0x000000),
+    "right": _hex_palette(0xFFFFFF, 0x52FF00, 0xFF4200, 0x000000),
+    "right+b": _hex_palette(0x000000, 0x008484, 0xFFDE00, 0xFFFFFF),
+    "title 0x05": _hex_palette(0xFFFFFF, 0xFF9C00, 0xFF0000, 0x000000),
+    "title 0x08": _hex_palette(0xA59CFF, 0xFFFF00, 0x006300, 0x000000),
+    "title 0x1B": _hex_palette(0xFFFFFF, 0xFFCE00, 0x9C6300, 0x000000),
+    "title 0x100": _hex_palette(0xFFFFFF, 0xADAD84, 0x42737B, 0x000000),
+}
+BOOT_DEFAULT = "right+a (default)"
+
+
+def dmg_shade(L_in: np.ndarray) -> np.ndarray:
+    """Shade index 0 (lightest) .. 3 (black) of 4-level input lightness (a twin or ``dmg4``)."""
+    from dataset.color import DMG_LEVELS_L
+
+    k = np.abs(np.asarray(L_in, np.float32)[..., None] - DMG_LEVELS_L).argmin(-1)  # 0 = black
+    return (3 - k).astype(np.uint8)
+
+
+def boot_palette_ab() -> dict[str, np.ndarray]:
+    """a/b (Lab units) of each boot palette's 4 colours: ``{name: (4, 2)}``."""
+    return {name: rgb_to_lab(p)[:, 1:] for name, p in BOOT_PALETTES.items()}

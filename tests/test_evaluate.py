@@ -77,7 +77,7 @@ def test_gray_baseline_by_hand_and_json_schema(games: Path, tmp_path: Path) -> N
     assert set(doc["baselines"]) == {"gray", "lut"} and all(set(doc["baselines"][k]) == KEYS for k in ("gray", "lut"))
     assert set(doc["per_game"]) == {"alpha", "beta"}
     for g in doc["per_game"].values():
-        assert set(g) == KEYS | {"baselines"} and set(g["baselines"]["lut"]) == KEYS
+        assert set(g) == KEYS | {"baselines", "ratio_to_gray", "look"} and set(g["baselines"]["lut"]) == KEYS
     # gray: mean over frames of mean((ab/128)^2), by hand.
     frames = np.concatenate([make_game_frames(6, 1, w=32, h=24), make_game_frames(4, 2, w=32, h=24)])
     ab = rgb_to_lab(frames)[..., 1:].astype(np.float64) / 128.0
