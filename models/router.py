@@ -199,3 +199,55 @@ def build_router(primary: str | Path, fallback: str | Path, monochrome: str | Pa
     helper.set_model_props(model, {"retrocolor": json.dumps(info)})
     onnx.checker.check_model(model)
     return model
+
+
+def component_weights(router: str | Path, which: str = "monochrome") -> dict[str, np.ndarray]:
+    """The weights of one of a router's nets, by their torch names (to fine-tune it: ``train --init``)."""
+    import onnx
+    from onnx import numpy_helper
+
+    branch = _component_graph(onnx.load(str(router)), which)
+    prefix = which + "_"
+    return {i.name[len(prefix):]: numpy_helper.to_array(i) for i in branch.initializer if i.name.startswith(prefix)}
+
+
+def _component_graph(model: Any, which: str) -> Any:
+    """The If-branch graph that holds component ``which`` of a router ModelProto."""
+    (outer,) = [n for n in model.graph.node if n.op_type == "If"]
+    attrs = {a.name: a.g for a in outer.attribute}
+    if which == "monochrome":
+        return attrs["then_branch"]
+    (inner,) = [n for n in attrs["else_branch"].node if n.op_type == "If"]
+    inner_attrs = {a.name: a.g for a in inner.attribute}
+    if which in ("primary", "fallback"):
+        return inner_attrs["then_branch" if which == "primary" else "else_branch"]
+    raise UserError(f"router: no component {which!r} (primary, fallback, monochrome)")
+
+
+def replace_monochrome(router: str | Path, monochrome: str | Path, meta: dict[str, Any] | None = None) -> Any:
+    """A copy of ``router`` whose monochrome branch is the colorizer ONNX file ``monochrome``.
+
+    The primary and fallback nets and the gate's table stay as they are (no retraining, no
+    re-decoding of their training frames); ``meta`` is merged into the router's metadata.
+    """
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(router))
+    try:
+        new = onnx.load(str(monochrome))
+    except Exception as e:  # noqa: BLE001 - onnx raises DecodeError, OSError, ...
+        why = " ".join(str(e).split())[:120]
+        raise UserError(f"router: cannot load monochrome model {monochrome}: {why}") from None
+    (outer,) = [n for n in model.graph.node if n.op_type == "If"]
+    for a in outer.attribute:
+        if a.name == "then_branch":
+            a.g.CopyFrom(_branch(new, "monochrome_", "L", "ab_monochrome"))
+    props = {p.key: p.value for p in model.metadata_props}
+    info = json.loads(props.get("retrocolor", "{}"))
+    info.update(meta or {})
+    info.setdefault("components", {})["monochrome"] = Path(monochrome).name
+    del model.metadata_props[:]
+    helper.set_model_props(model, {**props, "retrocolor": json.dumps(info)})
+    onnx.checker.check_model(model)
+    return model

@@ -186,3 +186,32 @@ def test_gate_check_script_tells_unknown_palettes(tmp_path: Path) -> None:
              if "test frames" in line}
     assert share == {"a": "0", "b": "0", "c": "100"}, r.stdout
     assert "sent mostly to the fallback: 1 of 3" in r.stdout
+
+
+def test_replace_monochrome_swaps_one_branch_and_keeps_the_others(router, tmp_path):
+    from models.router import component_weights, replace_monochrome
+
+    path, _table = router
+    new = _constant_onnx(tmp_path / "new_mono.onnx", (0.5, -0.5))
+    model = replace_monochrome(path, new, meta={"monochrome_note": "swapped"})
+    out = tmp_path / "swapped.onnx"
+    onnx.save(model, str(out))
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    old = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(s, L):
+        return s.run(None, {"L": (L / 100.0).astype(np.float32)[None, None]})[0][0, :, 0, 0]
+
+    mono = _game_frame(list(DMG_LEVELS_L), 1)
+    np.testing.assert_allclose(run(sess, mono), (0.5, -0.5))
+    for levels in (KNOWN, UNKNOWN):
+        frame = _game_frame(levels, 2)
+        np.testing.assert_allclose(run(sess, frame), run(old, frame))
+    meta = __import__("json").loads({p.key: p.value for p in model.metadata_props}["retrocolor"])
+    assert meta["router"] is True and meta["monochrome_note"] == "swapped"
+    assert meta["components"]["monochrome"] == "new_mono.onnx"
+    # the weights of a branch come back by their own names
+    assert set(component_weights(out, "monochrome")) == {"zero", "c"}
+    assert component_weights(out, "monochrome")["c"].ravel().tolist() == [0.5, -0.5]
+    with pytest.raises(UserError, match="cannot load"):
+        replace_monochrome(path, tmp_path / "missing.onnx")

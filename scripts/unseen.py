@@ -1,0 +1,145 @@
+"""Colour for games the model has never seen (step 7): the held-out split, the init weights, the figures.
+
+    python scripts/unseen.py split runs/corpus -o runs/unseen          # 30 test + 10 val dual games, by seed
+    python scripts/unseen.py init -o runs/unseen/init                  # the shipped monochrome net as a checkpoint
+    retrocolor train ... (the command `split` prints)                  # train on the train games only
+    python scripts/unseen.py eval runs/unseen --models default X.onnx  # per game, real monochrome input
+
+Games, not frames, are held out: a game's frames are near copies of each other, so a model
+selected or scored on a game it trained on says nothing about the next game.  The pool for the
+held-out sets is the dual-mode games of a rendered corpus (``retrocolor dataset render``) with at
+least ``--min-twins`` real monochrome twins; which ones go where is a seeded shuffle, written to
+``split.json`` (and from there to the model card).  Everything else trains: the other dual-mode
+games, every Color-only game of the corpus, and the 21 games of ``../shared/data/gbc``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from utils.errors import UserError  # noqa: E402
+from utils.fsio import atomic_write_json  # noqa: E402
+
+
+def _link(target: Path, link: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target.resolve(), target_is_directory=True)
+
+
+def split(corpus: Path, out: Path, shared: Path | None, test: int, val: int, min_twins: int, seed: int) -> dict:
+    """Write ``out/{train,val,test}/GAME`` (links to the game folders) and ``out/split.json``."""
+    summary = json.loads((corpus / "summary.json").read_text(encoding="utf-8"))["games"]
+    done = {g: r for g, r in summary.items() if r["status"] in ("done", "stalled", "budget", "timeout")
+            and r["frames"] > 0}
+    pool = sorted(g for g, r in done.items() if r["mode"] == "dual" and r["twins"] >= min_twins)
+    if len(pool) < test + val:
+        raise UserError(f"only {len(pool)} dual games with >= {min_twins} twins; need {test + val}")
+    order = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))]
+    sets = {"test": sorted(order[:test]), "val": sorted(order[test:test + val])}
+    held = set(sets["test"]) | set(sets["val"])
+    sets["train"] = sorted(g for g in done if g not in held)
+    for name in ("train", "val", "test"):
+        if (out / name).exists():
+            for old in (out / name).iterdir():
+                old.unlink()
+        for g in sets[name]:
+            _link(corpus / g, out / name / g)
+    extra = []
+    if shared is not None and shared.is_dir():
+        for g in sorted(p for p in shared.iterdir() if p.is_dir()):
+            _link(g, out / "train" / f"shared-{g.name}")
+            extra.append(g.name)
+    doc = {"corpus": str(corpus), "seed": seed, "min_twins": min_twins, "pool": len(pool),
+           "test": sets["test"], "val": sets["val"], "train_corpus": sets["train"], "train_shared": extra,
+           "twins": {g: done[g]["twins"] for g in held}}
+    atomic_write_json(out / "split.json", doc)
+    return doc
+
+
+def init_checkpoint(out: Path, router: Path) -> Path:
+    """The shipped default's monochrome net (``unet_small``) as a checkpoint, to fine-tune from."""
+    import torch
+
+    import models
+    from models.checkpoint import save_model
+    from models.router import component_weights
+
+    net = models.create("unet_small")
+    state = {k: torch.from_numpy(np.array(v)) for k, v in component_weights(router, "monochrome").items()}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise UserError(f"{router}: monochrome branch does not fit unet_small (missing {missing[:3]}, "
+                        f"unexpected {unexpected[:3]})")
+    return save_model(out / "best", net, {"arch": "unet_small", "arch_kwargs": {},
+                                          "source": f"monochrome branch of {router.name}"})
+
+
+def evaluate_models(split_dir: Path, models_: list[str], which: str, out: Path, limit: int | None) -> dict:
+    """Each model on the ``which`` games' real monochrome twins; the by-game report of each."""
+    from models.evaluate import evaluate, format_by_game
+
+    games = sorted((split_dir / which).iterdir())
+    train = sorted((split_dir / "train").iterdir())
+    reports = {}
+    for m in models_:
+        rep = evaluate(m, games, input_mode="dmg", baseline_train=train[:40], limit_per_game=limit,
+                       show_progress=False)
+        reports[m] = rep
+        print(f"== {m} on {len(games)} {which} games (real monochrome input)")
+        print(format_by_game(rep))
+    atomic_write_json(out, {m: {"by_game": r["by_game"], "overall": r["overall"], "baselines": r["baselines"],
+                                "per_game": r["per_game"]} for m, r in reports.items()})
+    return reports
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sp = sub.add_parser("split", help="hold out dual-mode games by seed")
+    sp.add_argument("corpus", type=Path)
+    sp.add_argument("-o", "--out", type=Path, required=True)
+    sp.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data" / "gbc")
+    sp.add_argument("--test", type=int, default=30)
+    sp.add_argument("--val", type=int, default=10)
+    sp.add_argument("--min-twins", type=int, default=30)
+    sp.add_argument("--seed", type=int, default=0)
+    sp = sub.add_parser("init", help="the shipped monochrome net as a checkpoint")
+    sp.add_argument("-o", "--out", type=Path, required=True)
+    sp.add_argument("--router", type=Path, default=ROOT / "weights" / "default.onnx")
+    sp = sub.add_parser("eval", help="models on the held-out games, real monochrome input")
+    sp.add_argument("split", type=Path)
+    sp.add_argument("--models", nargs="+", required=True)
+    sp.add_argument("--games", choices=["test", "val"], default="test")
+    sp.add_argument("--limit-per-game", type=int, default=None)
+    sp.add_argument("--json", type=Path, required=True)
+    a = ap.parse_args()
+    try:
+        if a.cmd == "split":
+            doc = split(a.corpus, a.out, a.shared, a.test, a.val, a.min_twins, a.seed)
+            print(f"pool: {doc['pool']} dual games with >= {a.min_twins} twins; test {len(doc['test'])}, "
+                  f"val {len(doc['val'])}; train: {len(doc['train_corpus'])} corpus games + "
+                  f"{len(doc['train_shared'])} of ../shared -> {a.out}")
+            print("test:", " ".join(doc["test"]))
+            print("val: ", " ".join(doc["val"]))
+        elif a.cmd == "init":
+            print(init_checkpoint(a.out, a.router))
+        else:
+            evaluate_models(a.split, a.models, a.games, a.json, a.limit_per_game)
+    except UserError as e:
+        print(f"unseen: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
