@@ -201,7 +201,12 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
 
 
 def _training_frames(meta: dict[str, Any], with_dmg: bool) -> tuple[FrameSet | None, str]:
-    """The model's own training frames from checkpoint metadata, minus its validation block."""
+    """The model's own training frames from checkpoint metadata, minus its validation block.
+
+    An exported model's card keeps the checkpoint's metadata under ``checkpoint_meta``.
+    """
+    if not meta.get("data") and isinstance(meta.get("checkpoint_meta"), dict):
+        meta = meta["checkpoint_meta"]
     data = meta.get("data")
     if not isinstance(data, list) or not data:
         return None, "no training data recorded in the model's metadata (pass --baseline-train)"

@@ -66,6 +66,27 @@ def split(corpus: Path, out: Path, shared: Path | None, test: int, val: int, min
     return doc
 
 
+def credits(doc: dict, index: Path) -> dict:
+    """Every game the split trains on or holds out, with developer and licence field (for the model card).
+
+    The corpus games come from Homebrew Hub (the gbdev homebrew database) via ``../shared/roms``;
+    ``index.tsv`` gives each one's title, developer and the licence field the database records.
+    """
+    rows = {}
+    with open(index, encoding="utf-8") as f:
+        head = f.readline().rstrip("\n").split("\t")
+        for line in f:
+            rec = dict(zip(head, line.rstrip("\n").split("\t"), strict=False))
+            rows[rec["slug"]] = {k: rec.get(k, "") for k in ("title", "developer", "licence", "genre", "mode")}
+    def entry(g: str) -> dict:
+        return {"slug": g, **rows.get(g, {"title": g, "developer": "?", "licence": "?"})}
+    return {"source": "Homebrew Hub (the gbdev homebrew database), via ../shared/roms/index.tsv",
+            "train": [entry(g) for g in doc["train_corpus"]],
+            "train_shared": doc["train_shared"],
+            "held_out_test": [entry(g) for g in doc["test"]],
+            "held_out_val": [entry(g) for g in doc["val"]]}
+
+
 def init_checkpoint(out: Path, router: Path) -> Path:
     """The shipped default's monochrome net (``unet_small``) as a checkpoint, to fine-tune from."""
     import torch

@@ -154,6 +154,16 @@ def test_no_lut_source_is_reported_not_fatal(games: Path, tmp_path: Path) -> Non
     assert rep["baselines"]["lut"] is None and "baseline-train" in rep["lut"]["note"]
 
 
+def test_exported_model_fits_its_lut_from_the_recorded_training_data(games: Path, tmp_path: Path) -> None:
+    """An exported model's card keeps the checkpoint's data path: evaluate needs no --baseline-train."""
+    from models.export import export_onnx
+
+    d = ckpt(tmp_path, meta={"arch": "v0", "data": [str(games)]})
+    export_onnx(d, tmp_path / "m.onnx", timing_seconds=0.05, log=None)
+    rep = evaluate(tmp_path / "m.onnx", [games], show_progress=False)
+    assert rep["baselines"]["lut"] is not None and str(games) in rep["lut"]["source"]
+
+
 def test_bad_models_are_one_line_errors(games: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = ckpt(tmp_path)
     st = d / "best.safetensors"
