@@ -304,13 +304,15 @@ def build_parser() -> argparse.ArgumentParser:
     ds = sub.add_parser("dataset", help="inspect, preview, split and merge datasets", description="dataset tools")
     dsub = ds.add_subparsers(dest="dataset_command", metavar="ACTION")
     dsub.required = True
-    sp = dsub.add_parser("info", help="frame count, games, resolution, colour statistics")
+    sp = dsub.add_parser("info", help="frame count, games, resolution, colour statistics",
+                         description="Frame and twin counts, resolution and colour statistics of datasets, per game.")
     sp.set_defaults(func=cmd_dataset_info)
     sp.add_argument("data", nargs="+", type=Path)
     sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sp.add_argument("--sample", type=int, default=200,
                     help="frames per game decoded for colour statistics, evenly spaced (0 = all; default 200)")
-    sp = dsub.add_parser("preview", help="write a contact-sheet PNG")
+    sp = dsub.add_parser("preview", help="write a contact-sheet PNG",
+                         description="Write a contact sheet of frames spread evenly over the datasets.")
     sp.set_defaults(func=cmd_dataset_preview)
     sp.add_argument("data", nargs="+", type=Path)
     sp.add_argument("-o", "--output", type=Path, required=True, help="PNG to write")
@@ -318,7 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--columns", type=int, default=8)
     sp.add_argument("--scale", type=int, default=1, help="integer upscale of each frame")
     sp = dsub.add_parser("split",
-                         help="train/val/test split by contiguous time blocks or by game (never random frames)")
+                         help="train/val/test split by contiguous time blocks or by game (never random frames)",
+                         description="Split datasets into train/, val/ and test/ (hard links) by contiguous time "
+                         "blocks of each game, or by whole games; never by random frames, whose neighbours are "
+                         "near copies.")
     sp.set_defaults(func=cmd_dataset_split)
     sp.add_argument("data", nargs="+", type=Path)
     sp.add_argument("-o", "--output", type=Path, required=True,
@@ -352,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="emulated frames per game at most (default 40000, about 11 minutes of play)")
     sp.add_argument("--mono", action="store_true",
                     help="also render monochrome-only ROMs (their grey frames alone, under GAME/dmg/; no colour truth)")
-    sp = dsub.add_parser("merge", help="merge several games' datasets into one genre set")
+    sp = dsub.add_parser("merge", help="merge several games' datasets into one genre set",
+                         description="Merge several games' datasets into one folder (hard links), e.g. a genre set.")
     sp.set_defaults(func=cmd_dataset_merge)
     sp.add_argument("data", nargs="+", type=Path)
     sp.add_argument("-o", "--output", type=Path, required=True)
@@ -366,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     # evaluate
     sp = add("evaluate", cmd_evaluate, "evaluate a model and the gray / lookup-table baselines on held-out frames")
     sp.add_argument("model", help="checkpoint folder or file, ONNX file, or shipped model name")
-    sp.add_argument("--data", nargs="+", type=Path, required=True)
+    sp.add_argument("--data", nargs="+", type=Path, required=True,
+                    help="held-out frames: game folders, or folders of game folders (GAME/*.png, GAME/dmg/*.png)")
     sp.add_argument("--input", choices=["L", "dmg4", "dmg"], default="L",
                     help="L: the frame's own lightness; dmg4: posterised to 4 shades; dmg: the real monochrome twin")
     sp.add_argument("--baseline-train", nargs="+", type=Path, default=None,
@@ -394,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seconds", type=_positive_float, default=None, help="stop after S seconds (scripted runs)")
     sp.add_argument("--stats-json", type=Path, default=None,
                     help="write fps, frame counts, per-stage p50/p99 and capture-to-display latency as JSON")
-    sp.add_argument("--smoothing", type=float, default=0.0, help="temporal smoothing of the colours, 0..1 (default 0)")
+    sp.add_argument("--smoothing", type=float, default=0.0,
+                    help="temporal smoothing of the colours, 0 <= S < 1 (default 0)")
     sp.add_argument("--screenshot-dir", type=Path, default=Path("."), help="where P writes screenshots (default .)")
 
     # play
@@ -410,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--record", type=Path, default=None, help="write the colorized frames to an MP4 (mp4v)")
     sp.add_argument("--side-by-side", action="store_true", help="show/record grey | colour side by side")
     sp.add_argument("--stats-json", type=Path, default=None, help="write timings and frame counts as JSON")
-    sp.add_argument("--smoothing", type=float, default=0.0, help="temporal smoothing of the colours, 0..1")
+    sp.add_argument("--smoothing", type=float, default=0.0,
+                    help="temporal smoothing of the colours, 0 <= S < 1 (default 0)")
 
     # demo
     sp = add("demo", cmd_demo, "see the filter work now: a built-in homebrew cartridge in PyBoy, grey | colour")
@@ -447,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="shipped model name or .onnx path (default: the shipped default)")
     sp.add_argument("--side-by-side", action="store_true", help="write input | colorized side by side")
     sp.add_argument("--smoothing", type=float, default=0.0,
-                    help="video only: temporal smoothing of colours on unchanged pixels, 0..1 (default 0)")
+                    help="video only: temporal smoothing of colours on unchanged pixels, 0 <= S < 1 (default 0)")
     sp.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
     sp.add_argument("--seconds", type=_positive_float, default=None,
                     help="video only: colorize just the first S seconds (default: all)")
@@ -479,10 +488,13 @@ def _train_args_adder() -> Callable[[argparse.ArgumentParser], None]:
         sp.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log.csv, plots)")
         sp.add_argument("--preset", choices=["ours", "reference"], default="ours",
                         help="reference: MSE, RMSprop lr 1e-3, batch 32, 30 epochs, as the articles")
-        sp.add_argument("--epochs", type=int, default=None)
-        sp.add_argument("--batch-size", type=int, default=None)
-        sp.add_argument("--lr", type=float, default=None)
-        sp.add_argument("--loss", choices=["mse", "l1", "huber", "ce", "ce+l1"], default=None)
+        sp.add_argument("--epochs", type=int, default=None, help="passes over the data (default: the preset's, 30)")
+        sp.add_argument("--batch-size", type=int, default=None,
+                        help="samples per step (default: the preset's, 32 for both)")
+        sp.add_argument("--lr", type=float, default=None,
+                        help="peak learning rate (default: the preset's; ours 2e-3 AdamW cosine, reference 1e-3)")
+        sp.add_argument("--loss", choices=["mse", "l1", "huber", "ce", "ce+l1"], default=None,
+                        help="loss (default: the arch's own; mse for the reference preset)")
         sp.add_argument("--crop", type=int, default=None,
                         help="random square crop for training (multiple of 8; 0: whole frames)")
         sp.add_argument("--dmg-aug", type=float, default=None,
@@ -492,7 +504,6 @@ def _train_args_adder() -> Callable[[argparse.ArgumentParser], None]:
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
         sp.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="mixed precision (auto: on CUDA)")
-        sp.add_argument("--workers", type=int, default=0, help="unused: frames are held in memory as tensors")
         sp.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
         sp.add_argument("--gan", action="store_true", help="NoGAN fine-tuning phase after the generator is trained")
         sp.add_argument("--twin-prob", type=float, default=None,
