@@ -19,6 +19,7 @@ yt-dlp is used through its Python API only (``yt_dlp.YoutubeDL``), never a subpr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -77,16 +78,23 @@ def download(url: str, out_dir: str | os.PathLike[str], *, max_height: int = 720
     url = str(url).strip()
     if not url:
         raise UserError("no URL or file given")
+    created = [p for p in (Path(out_dir), *Path(out_dir).parents) if not p.exists()]  # leaf first
     out = _prepare_out_dir(Path(out_dir))
-
-    if url.lower().startswith("file://"):
-        return [_copy_local(_file_url_to_path(url), out)]
-    if _SCHEME_RE.match(url):
-        return _download_with_ytdlp(url, out, max_height)
-    src = Path(url).expanduser()
-    if not src.exists():
-        raise UserError(f"no such file: {url} (for a web video give the full URL, e.g. https://...)")
-    return [_copy_local(src, out)]
+    try:
+        if url.lower().startswith("file://"):
+            return [_copy_local(_file_url_to_path(url), out)]
+        if _SCHEME_RE.match(url):
+            return _download_with_ytdlp(url, out, max_height)
+        src = Path(url).expanduser()
+        if not src.exists():
+            raise UserError(f"no such file: {url} (for a web video give the full URL, e.g. https://...)")
+        return [_copy_local(src, out)]
+    except BaseException:
+        # A failed first download leaves no empty folder behind (a .part file to resume from stays).
+        for p in created:
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
 
 
 # --------------------------------------------------------------------------- helpers

@@ -113,14 +113,17 @@ def locate_screen(frames: list[np.ndarray]) -> tuple[Rect, str]:
     h, w = frames[0].shape[:2]
     if _is_screen_shape(w, h):
         return (0, 0, w, h), "whole frame"
-    try:
-        found = detect_screen(frames)
-        rect = _pixel_rect(found, w, h)
-        if _is_screen_shape(rect[2], rect[3]):
-            return rect, f"detected: {found.describe()}"
-        why = f"the detected screen {found.describe()} is cut off by the frame"
-    except UserError as e:
-        why = str(e)
+    if len(frames) < 2:
+        why = "one image has no motion to find a screen by"
+    else:
+        try:
+            found = detect_screen(frames)
+            rect = _pixel_rect(found, w, h)
+            if _is_screen_shape(rect[2], rect[3]):
+                return rect, f"detected: {found.describe()}"
+            why = f"the detected screen {found.describe()} is cut off by the frame"
+        except UserError as e:
+            why = str(e)
     r = _trim_black(frames)
     if r is not None and _is_screen_shape(r[2], r[3]):
         return r, f"non-black area; screen detection failed: {why}"
@@ -343,6 +346,8 @@ def colorize_path(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
         raise UserError(f"{src}: not an image or a video this tool can read") from None
     if dst.is_dir():
         dst = dst / (src.stem + ".png")
+    elif dst.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"image output must end in one of {', '.join(IMAGE_SUFFIXES)}, got {dst.name!r}")
     rect, how = locate_screen([rgb])
     col = Colorizer(model, threads=threads)
     write_image(dst, _FrameJob(col, rect, side_by_side)(rgb))

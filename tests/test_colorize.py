@@ -191,3 +191,16 @@ def test_longplay_first_seconds_keep_the_layout(model: Path, tmp_path: Path) -> 
         assert cols[x + w - 2:x + w].mean() > 4 * max(cols[x + w + 1:x + w + 3].mean(), 1.0)
     assert min(diff_in) > 10, diff_in  # the game screen was recoloured ...
     assert max(diff_out) < 1.5 and max(border) < 40, (diff_out, border)  # ... the black canvas stayed black
+
+
+def test_image_output_needs_an_image_suffix_and_a_small_image_says_why(model: Path, tmp_path: Path) -> None:
+    src = tmp_path / "frame.png"
+    write_png(src, dmg_frame())
+    with pytest.raises(UserError, match="image output must end in one of"):
+        offline.colorize_path(src, tmp_path / "out.xyz", model=model, log=None)
+    assert not (tmp_path / "out.xyz").exists()
+    small = tmp_path / "small.png"
+    write_png(small, np.random.default_rng(0).integers(0, 255, (50, 100, 3)).astype(np.uint8))
+    with pytest.raises(UserError, match="no Game Boy screen found in the 100x50") as e:
+        offline.colorize_path(small, tmp_path / "o.png", model=model, log=None)
+    assert "at least 2 frames" not in str(e.value) and "one image has no motion" in str(e.value)

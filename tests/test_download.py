@@ -158,6 +158,10 @@ def test_404_is_one_line_and_leaves_nothing(server: tuple[RangeServer, str], tmp
         download(url, tmp_path)
     assert str(ei.value) == f"download failed: HTTP Error 404: Not Found ({url})"
     assert list(tmp_path.iterdir()) == []
+    # An -o folder the failed download would have created is not left behind, empty.
+    with pytest.raises(UserError):
+        download(url, tmp_path / "new" / "videos")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unreachable_host_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
