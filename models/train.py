@@ -675,6 +675,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> TrainResult:  # n
     from models.losses import class_rebalance_weights, compute_loss
 
     run = cfg.out
+    run_cwd = os.getcwd()
     state: dict[str, Any] | None = None
     if cfg.resume:
         state = load_state(run)
@@ -682,7 +683,11 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> TrainResult:  # n
         if saved.get("arch") != cfg.arch:
             raise UserError(f"--resume: {run} holds a {saved.get('arch')!r} run, not {cfg.arch!r} "
                             f"(pass --arch {saved.get('arch')})")
-        same = lambda a, b: [str(Path(p).resolve()) for p in (a or [])] == [str(Path(p).resolve()) for p in (b or [])]
+        # Relative paths are the run's own: resolved against the folder it was started from, so a
+        # resume from elsewhere, or with the same folders written as absolute paths, is the same run.
+        base = Path(state.get("cwd") or ".")
+        same = lambda a, b: ([str((base / p).resolve()) for p in (a or [])]
+                             == [str(Path(p).resolve()) for p in (b or [])])
         if not same(saved.get("data"), cfg.data) or not same(saved.get("val"), cfg.val):
             raise UserError(f"--resume: --data/--val differ from the run's ({', '.join(saved.get('data', []))})")
         # The run's own settings win; only the epoch count (to extend a run), the hardware
@@ -691,8 +696,8 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> TrainResult:  # n
         keep = {"epochs", "device", "amp", "workers", "resume", "show_progress", "stop_after_epoch", "cache_dir", "out",
                 "gan", "gan_critic_steps", "gan_epochs"}
         merged = {**{k: v for k, v in saved.items() if k not in keep}, **{k: getattr(cfg, k) for k in keep}}
-        merged["data"] = [Path(p) for p in merged["data"]]
-        merged["val"] = [Path(p) for p in merged["val"]] if merged.get("val") else None
+        merged["data"] = [Path(p) for p in cfg.data]  # the same folders (checked above), spelt for this cwd
+        merged["val"] = [Path(p) for p in cfg.val] if cfg.val else None
         merged["out"] = Path(merged["out"])
         if merged.get("crop") is None and merged.get("crop_explicit"):
             merged["crop"] = 0  # the run asked for whole frames (--crop 0), not the preset's crop
@@ -796,7 +801,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> TrainResult:  # n
             save_model(run / "best", model, meta)
         st = {
             "arch": cfg.arch, "epoch": epoch, "step": step, "phase": phase, "config": cfg.to_json(),
-            "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "cwd": run_cwd, "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "rng": _rng_state(), "best": best, "best_epoch": best_epoch, "log": log_rows, **extra_state,
         }

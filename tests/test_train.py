@@ -406,3 +406,17 @@ def test_resume_errors(data2: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
                    "truncated")
     with pytest.raises(UserError, match="unreadable or truncated"):
         train(cfg_for(data2, run, resume=True, epochs=2))
+
+
+def test_resume_accepts_the_same_data_spelt_from_another_folder(data2: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run started with a relative --data resumes with the same folder as an absolute path, from elsewhere."""
+    monkeypatch.chdir(data2.parent)
+    run = tmp_path / "run"
+    train(cfg_for(Path(data2.name), run, epochs=1, steps_per_epoch=1))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    res = train(cfg_for(data2.resolve(), run, resume=True, epochs=2, steps_per_epoch=1))
+    assert len(log_rows(run)) == 2 and res.best_epoch in (1, 2)
+    with pytest.raises(UserError, match="differ from the run's"):
+        train(cfg_for(tmp_path / "elsewhere", run, resume=True, epochs=3, steps_per_epoch=1))
