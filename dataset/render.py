@@ -566,9 +566,9 @@ class RenderReport:
                      f"stalled: {sum(r.status == 'stalled' for r in ok)}")
         for rom, why in self.skipped:
             lines.append(f"skipped {rom}: {why}")
-        failed = [r for r in self.results if r not in ok]
-        for r in failed:
-            lines.append(f"failed {r.rom}: {r.status}{': ' + r.error if r.error else ''}")
+        for r in (r for r in self.results if r not in ok):
+            why = r.error or f"{r.status} with no frame kept (blank or unchanging screens)"
+            lines.append(f"no frames from {r.rom}: {r.status}: {why}" if r.error else f"no frames from {r.rom}: {why}")
         lines.append(f"corpus: {self.out} (per game: *.png, dmg/*.png, render.json; summary.json, manifest.json)")
         return "\n".join(lines)
 

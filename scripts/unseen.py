@@ -123,6 +123,56 @@ def evaluate_models(split_dir: Path, models_: list[str], which: str, out: Path, 
     return reports
 
 
+def ship(split_dir: Path, monochrome: Path, recipe: str, unseen_json: Path, weights_dir: Path,
+         shared_split: Path, index: Path) -> dict:
+    """Put ``monochrome`` into the shipped router (fp32 and int8 twin) and re-measure its card.
+
+    The router's colour branches and gate stay as they are, so the card's colour-input figures
+    stand; its monochrome figures (the seen games' real twins and 4-shade input) are measured
+    again on the card's own split, and the held-out games' figures come from ``unseen_json``.
+    """
+    from models.evaluate import evaluate
+    from models.router import replace_monochrome
+    from utils.fsio import atomic_write_bytes
+
+    doc = json.loads((split_dir / "split.json").read_text(encoding="utf-8"))
+    meta = {"monochrome_trained_on": "retrocolor dataset render corpus + ../shared/data/gbc (scripts/unseen.py)"}
+    for name in ("default.onnx", "default.int8.onnx"):
+        path = weights_dir / name
+        if path.is_file():
+            atomic_write_bytes(path, replace_monochrome(path, monochrome, meta).SerializeToString())
+    card_path = weights_dir / "default.json"
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    test, train = sorted((shared_split / "test").iterdir()), sorted((shared_split / "train").iterdir())
+    for mode in ("dmg", "dmg4"):
+        rep = evaluate(weights_dir / "default.onnx", test, input_mode=mode, baseline_train=train, show_progress=False)
+        card["held_out"]["fp32"][mode] = {"overall": rep["overall"], "baselines": rep["baselines"],
+                                          "per_game": {g: {k: v for k, v in m.items() if k != "look"}
+                                                       for g, m in rep["per_game"].items()}}
+        print(f"seen games, {mode}: mse_ab {rep['overall']['mse_ab']:.4f} acc10 {rep['overall']['acc10']:.3f} "
+              f"(gray {rep['baselines']['gray']['mse_ab']:.4f})")
+    unseen = json.loads(unseen_json.read_text(encoding="utf-8"))
+    shipped = unseen.get(str(monochrome)) or next(iter(unseen.values()))
+    card["unseen_games"] = {
+        "what": "real monochrome twins of dual-mode games held out by game (scripts/unseen.py split, seed "
+                f"{doc['seed']}); baselines: grey, the boot ROM's default palette, the best boot palette per game "
+                "with hindsight",
+        "games": doc["test"], "by_game": shipped["by_game"],
+        "per_game": {g: {"mse_ab": m["mse_ab"], "ratio_to_gray": m["ratio_to_gray"], "look": m["look"],
+                         "n_frames": m["n_frames"],
+                         "boot_best": {k: m["baselines"]["boot_best"][k] for k in ("mse_ab", "palette")},
+                         "boot_default_mse_ab": m["baselines"]["boot_default"]["mse_ab"],
+                         "gray_mse_ab": m["baselines"]["gray"]["mse_ab"]}
+                     for g, m in shipped["per_game"].items()},
+    }
+    card["router"]["monochrome_recipe"] = recipe
+    card["router"]["monochrome"] = ("4-shade monochrome frames (a DMG game, or a DMG palette the engine recognised): "
+                                    "unet_small fine-tuned on the rendered corpus' real twins")
+    card["monochrome_training_games"] = credits(doc, index)
+    atomic_write_json(card_path, card)
+    return card
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -143,6 +193,15 @@ def main() -> int:
     sp.add_argument("--games", choices=["test", "val"], default="test")
     sp.add_argument("--limit-per-game", type=int, default=None)
     sp.add_argument("--json", type=Path, required=True)
+    sp = sub.add_parser("ship", help="the monochrome net into weights/default*.onnx, card re-measured")
+    sp.add_argument("split", type=Path)
+    sp.add_argument("--monochrome", type=Path, required=True, help="the exported monochrome net (.onnx)")
+    sp.add_argument("--unseen-json", type=Path, required=True, help="`eval` output that holds this model")
+    sp.add_argument("--recipe", required=True, help="the commands that trained and exported it, for the card")
+    sp.add_argument("--shared-split", type=Path, default=ROOT / "runs" / "compare" / "split",
+                    help="the card's split of ../shared/data/gbc (retrocolor dataset split ../shared/data/gbc -o ...)")
+    sp.add_argument("--weights", type=Path, default=ROOT / "weights")
+    sp.add_argument("--index", type=Path, default=ROOT.parent / "shared" / "roms" / "index.tsv")
     a = ap.parse_args()
     try:
         if a.cmd == "split":
@@ -154,8 +213,10 @@ def main() -> int:
             print("val: ", " ".join(doc["val"]))
         elif a.cmd == "init":
             print(init_checkpoint(a.out, a.router))
-        else:
+        elif a.cmd == "eval":
             evaluate_models(a.split, a.models, a.games, a.json, a.limit_per_game)
+        else:
+            ship(a.split, a.monochrome, a.recipe, a.unseen_json, a.weights, a.shared_split, a.index)
     except UserError as e:
         print(f"unseen: error: {e}", file=sys.stderr)
         return 2
