@@ -301,7 +301,9 @@ def by_game_summary(per_game: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "games": len(games),
         "median_ratio_to_gray": _median([g["ratio_to_gray"] for g in games]),
-        "share_below_gray": float(np.mean([(g["ratio_to_gray"] or 0) < 1 for g in games])),
+        # A game whose Color version is itself grey (grey's error 0) has no ratio; no model beats grey there.
+        "share_below_gray": float(np.mean([g["mse_ab"] < g["baselines"]["gray"]["mse_ab"] for g in games])),
+        "grey_truth_games": sum(g["ratio_to_gray"] is None for g in games),
         "median_colourfulness_ratio": _median([g["look"]["colourfulness_ratio"] for g in games]),
         "median_hist_js_ratio": _median([g["look"]["hist_js_ratio"] for g in games]),
         "median_tile_uniformity": _median([g["look"]["tile_uniformity"] for g in games]),

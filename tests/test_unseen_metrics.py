@@ -124,7 +124,8 @@ def test_evaluate_reports_the_look_and_boot_palettes_by_game(tmp_path):
         best, default = g["baselines"]["boot_best"], g["baselines"]["boot_default"]
         assert best["palette"] in BOOT_PALETTES and best["mse_ab"] <= default["mse_ab"]
     bg = rep["by_game"]
-    assert bg["games"] == 3
+    assert bg["games"] == 3 and bg["grey_truth_games"] == 0
+    assert bg["share_below_gray"] == pytest.approx(np.mean([g["ratio_to_gray"] < 1 for g in rep["per_game"].values()]))
     ratios = sorted(g["ratio_to_gray"] for g in rep["per_game"].values())
     assert bg["median_ratio_to_gray"] == pytest.approx(ratios[1])
     assert bg["boot_best_median_ratio_to_gray"] <= bg["boot_default_median_ratio_to_gray"]
