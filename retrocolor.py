@@ -218,7 +218,15 @@ def cmd_colorize(a: argparse.Namespace) -> int:
 def cmd_bench(a: argparse.Namespace) -> int:
     from realtime.bench import run_bench
 
-    run_bench(a.model, seconds=a.seconds, frames=a.frames, threads=a.threads, scale=a.scale, json_path=a.json)
+    if a.emulator is not None:
+        from realtime.emulators import bench_emulator
+
+        if a.model is not None and len(a.model) > 1:
+            raise UserError("--emulator times one model at a time (the one the live filter runs)")
+        bench_emulator(a.emulator, rom=a.rom, runs=a.runs, seconds=a.seconds or 10.0,
+                       model=a.model[0] if a.model else None, scale=a.emulator_scale, json_path=a.json)
+        return 0
+    run_bench(a.model, seconds=a.seconds or 5.0, frames=a.frames, threads=a.threads, scale=a.scale, json_path=a.json)
     return 0
 
 
@@ -465,11 +473,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("bench", cmd_bench, "measure per-stage latency (capture ... display) and sustained fps of each model")
     sp.add_argument("--model", nargs="+", default=None,
                     help="models to time (names or .onnx paths; int8 twins are added); default: every shipped model")
-    sp.add_argument("--seconds", type=_positive_float, default=5.0, help="measured seconds per model (default 5)")
+    sp.add_argument("--seconds", type=_positive_float, default=None,
+                    help="measured seconds per model (default 5; 10 per run with --emulator)")
     sp.add_argument("--frames", type=int, default=None, help="measure exactly N frames per model instead")
     sp.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
     sp.add_argument("--scale", type=int, default=1, help="input upscale, as an emulator window at Nx (default 1)")
     sp.add_argument("--json", type=Path, default=None, help="write the results as JSON")
+    g = sp.add_argument_group("beside a real emulator", "start an emulator under a private Xvfb and time "
+                              "`retrocolor live` beside it, as its own process (the real setting)")
+    g.add_argument("--emulator", choices=["mgba"], default=None,
+                   help="the emulator to start (mgba: apt install mgba-sdl; needs Xvfb too)")
+    g.add_argument("--rom", type=Path, default=None, help="ROM it plays (default: the built-in demo cartridge)")
+    g.add_argument("--runs", type=int, default=3, help="independent runs, each with a fresh emulator (default 3)")
+    g.add_argument("--emulator-scale", type=int, default=3, help="the emulator's window scale, 1..6 (default 3)")
 
     # models
     sp = add("models", cmd_models, "list the shipped models")

@@ -652,3 +652,206 @@ def resample_to_native(frame_rgb: np.ndarray, rect: ScreenRect,
                        size: tuple[int, int] = (NATIVE_W, NATIVE_H)) -> np.ndarray:
     """One-shot :class:`NativeSampler` call (the sampler is cached per rect and frame size)."""
     return _cached_sampler(rect, tuple(frame_rgb.shape[:2]), tuple(size))(frame_rgb)
+
+
+# --------------------------------------------------------------------------- one still frame
+#: Grey-level step that counts as an edge between two neighbouring pixels of an emulator window
+#: (emulators draw exact palette colours; this only ignores dithering of a few levels).
+STILL_EDGE = 6
+#: Largest share of a candidate's edges that may fall *inside* its cells (an emulator's nearest
+#: upscale has none; an on-screen message or a cursor drawn over the picture has a few).
+STILL_MAX_INSIDE = 0.02
+#: Least number of cell-boundary edges a candidate must explain: a blank screen is no evidence.
+STILL_MIN_EDGES = 40
+#: How much an edge *outside* a candidate, or inside one of its cells, counts against it,
+#: relative to one it explains (on a cell boundary).  A
+#: grid shifted by whole cells into a uniform border gains the picture's outline against the
+#: border (a full line of edges) and leaves picture, or that outline, outside it.
+STILL_RING_WEIGHT = 16
+#: Candidates per grid phase that get the (slower, per-rect) border-band check.
+STILL_TOP = 24
+
+
+def _edge_maps(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where neighbouring pixels differ, in any channel (two palette colours can share a grey)."""
+    f = frame.astype(np.int16)
+    if f.ndim == 2:
+        f = f[:, :, None]
+    ex = (np.abs(np.diff(f, axis=1)) > STILL_EDGE).any(axis=2)  # (H, W-1): between x and x+1
+    ey = (np.abs(np.diff(f, axis=0)) > STILL_EDGE).any(axis=2)  # (H-1, W): between y and y+1
+    return ex, ey
+
+
+def _integral(m: np.ndarray) -> np.ndarray:
+    out = np.zeros((m.shape[0] + 1, m.shape[1] + 1), np.int32)
+    np.cumsum(np.cumsum(m, axis=0, dtype=np.int32), axis=1, out=out[1:, 1:])
+    return out
+
+
+def _box(ii: np.ndarray, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
+    """Sums of the boxes ``[y0, y1) x [x0, x1)`` (broadcast) from an integral image."""
+    return ii[y1, x1] - ii[y0, x1] - ii[y1, x0] + ii[y0, x0]
+
+
+def _outside(Ex: np.ndarray, Ey: np.ndarray, x0: np.ndarray, y0: np.ndarray, w: int, h: int,
+             H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
+    """Edges outside the rects not counting those across their boundary, and those across it.
+
+    Edges outside a rect mean it cut off part of the picture: a grid shifted by whole cells into
+    a uniform border still fits, but leaves picture (or the picture's outline against the
+    border) outside it.  Edges across the boundary are the outline of the right rect and count
+    for nothing.  Whatever else lies outside (a menu bar's text) is the same for every candidate.
+    """
+    total = Ex[-1, -1] + Ey[-1, -1]
+    inner = _box(Ex, y0, y0 + h, x0, x0 + w - 1) + _box(Ey, y0, y0 + h - 1, x0, x0 + w)
+    # pairs across the rect's four sides (pair i joins pixel i and i+1)
+    lx, rx = np.maximum(x0 - 1, 0), np.minimum(x0 + w - 1, W - 2)
+    ty, by = np.maximum(y0 - 1, 0), np.minimum(y0 + h - 1, H - 2)
+    cut = (np.where(x0 > 0, _box(Ex, y0, y0 + h, lx, lx + 1), 0)
+           + np.where(x0 + w < W, _box(Ex, y0, y0 + h, rx, rx + 1), 0)
+           + np.where(y0 > 0, _box(Ey, ty, ty + 1, x0, x0 + w), 0)
+           + np.where(y0 + h < H, _box(Ey, by, by + 1, x0, x0 + w), 0))
+    return total - inner - cut, cut
+
+
+def _border_bands(ex: np.ndarray, ey: np.ndarray, x0: int, y0: int, w: int, h: int) -> int:
+    """Pixels of the rect that look like border: edge-free bands along its sides that continue
+    outside it (nothing across the side), counted as band depth times side length.
+
+    A grid shifted by whole cells into a uniform border takes in rows of that border; the right
+    rect ends where the border begins.  (A side on the frame's edge has no outside: no band.)
+    """
+    H, W = ey.shape[0] + 1, ex.shape[1] + 1
+    total = 0
+    # rows: edges within each pixel row of the rect's columns, and to the row below
+    rows = ex[y0:y0 + h, x0:x0 + w - 1].sum(1) + np.concatenate([ey[y0:y0 + h - 1, x0:x0 + w].sum(1), [0]])
+    cols = ey[y0:y0 + h - 1, x0:x0 + w].sum(0) + np.concatenate([ex[y0:y0 + h, x0:x0 + w - 1].sum(0), [0]])
+    for prof, lo_open, hi_open, across_lo, across_hi, side in (
+            (rows, y0 > 0, y0 + h < H,
+             lambda: ey[y0 - 1, x0:x0 + w].any(), lambda: ey[y0 + h - 1, x0:x0 + w].any(), w),
+            (cols, x0 > 0, x0 + w < W,
+             lambda: ex[y0:y0 + h, x0 - 1].any(), lambda: ex[y0:y0 + h, x0 + w - 1].any(), h)):
+        busy = np.flatnonzero(prof > 0)
+        if busy.size == 0:
+            return h * w  # nothing at all inside: all border
+        if lo_open and not across_lo():
+            total += int(busy[0]) * side
+        if hi_open and not across_hi():
+            total += int(prof.size - 1 - busy[-1]) * side
+    return total
+
+
+def _still_integer(ex: np.ndarray, ey: np.ndarray, Ex: np.ndarray, Ey: np.ndarray, s: int,
+                   native: tuple[int, int]) -> tuple[float, float, float] | None:
+    """The best rect at integer scale ``s`` over all grid phases and offsets: ``(key, x0, y0)``."""
+    nw, nh = native
+    H, W = ey.shape[0] + 1, ex.shape[1] + 1
+    w, h = nw * s, nh * s
+    if w > W or h > H:
+        return None
+    xs, ys = np.arange(W - 1), np.arange(H - 1)
+    cols = [_integral(ex & (((xs + 1 - p) % s) != 0)[None]) for p in range(s)]  # inside-cell pairs
+    rows = [_integral(ey & (((ys + 1 - p) % s) != 0)[:, None]) for p in range(s)]
+    best: tuple[float, float, float] | None = None
+    for px in range(s):
+        x0s = np.arange(px, W - w + 1, s)
+        for py in range(s):
+            y0s = np.arange(py, H - h + 1, s)
+            if x0s.size == 0 or y0s.size == 0:
+                continue
+            Y0, X0 = y0s[:, None], x0s[None, :]
+            total = _box(Ex, Y0, Y0 + h, X0, X0 + w - 1) + _box(Ey, Y0, Y0 + h - 1, X0, X0 + w)
+            inside = _box(cols[px], Y0, Y0 + h, X0, X0 + w - 1) + _box(rows[py], Y0, Y0 + h - 1, X0, X0 + w)
+            on = total - inside
+            ring, cut = _outside(Ex, Ey, X0, Y0, w, h, H, W)
+            ok = (inside <= STILL_MAX_INSIDE * np.maximum(total, 1)) & (on >= STILL_MIN_EDGES)
+            if not ok.any():
+                continue
+            dist = np.abs(X0 + w / 2 - W / 2) + np.abs(Y0 + h / 2 - H / 2)
+            base = np.where(ok, on + cut - STILL_RING_WEIGHT * (ring + inside), -np.inf)
+            # Shifts into a uniform border tie on ``base``; the border bands inside them decide.
+            for flat in np.argsort(base, axis=None)[::-1][:STILL_TOP]:
+                iy, ix = np.unravel_index(int(flat), base.shape)
+                if not np.isfinite(base[iy, ix]):
+                    break
+                x0, y0 = int(x0s[ix]), int(y0s[iy])
+                k = (float(base[iy, ix]) - _border_bands(ex, ey, x0, y0, w, h)) * 4096.0 - float(dist[iy, ix])
+                if best is None or k > best[0]:
+                    best = (k, float(x0), float(y0))
+    return best
+
+
+def _still_fractional(ex: np.ndarray, ey: np.ndarray, Ex: np.ndarray, Ey: np.ndarray, x0: float, y0: float,
+                      s: float, native: tuple[int, int]) -> float | None:
+    """The key of one rect at a non-integer scale (None if it fails), for the better of the two
+    rounding conventions nearest-neighbour scalers use (``floor(x / s)`` or ``floor((x+.5) / s)``)."""
+    nw, nh = native
+    H, W = ey.shape[0] + 1, ex.shape[1] + 1
+    ix0, iy0 = int(round(x0)), int(round(y0))
+    x1, y1 = min(int(round(x0 + nw * s)), W), min(int(round(y0 + nh * s)), H)
+    sx = ex[iy0:y1, ix0:x1 - 1]
+    sy = ey[iy0:y1 - 1, ix0:x1]
+    total = int(sx.sum() + sy.sum())
+    best = None
+    for off in (0.0, 0.5):
+        bx = np.diff(np.floor((np.arange(ix0, x1) + off - x0) / s)) != 0  # pairs across a cell boundary
+        by = np.diff(np.floor((np.arange(iy0, y1) + off - y0) / s)) != 0
+        on = int(sx[:, bx].sum() + sy[by].sum())
+        if total - on <= STILL_MAX_INSIDE * max(total, 1) and on >= STILL_MIN_EDGES:
+            best = max(best or -np.inf, on - STILL_RING_WEIGHT * (total - on))
+    if best is None:
+        return None
+    ring, cut = _outside(Ex, Ey, np.array(ix0), np.array(iy0), x1 - ix0, y1 - iy0, H, W)
+    dist = abs(x0 + nw * s / 2 - W / 2) + abs(y0 + nh * s / 2 - H / 2)
+    bands = _border_bands(ex, ey, ix0, iy0, x1 - ix0, y1 - iy0)
+    return float((best + int(cut) - STILL_RING_WEIGHT * int(ring) - bands) * 4096.0 - dist)
+
+
+def detect_screen_still(frame: np.ndarray, native: tuple[int, int] = (NATIVE_W, NATIVE_H),
+                        max_scale: int = 8) -> ScreenRect | None:
+    """Find an emulator's nearest-neighbour-upscaled screen in *one* frame; None if there is none.
+
+    :func:`detect_screen` needs motion, which a paused game, a menu or a title screen does not
+    give, and a live filter cannot wait for.  An emulator draws each native pixel as an exact
+    ``s x s`` block (or, at a non-integer scale, blocks of ``floor``/``ceil(s)`` pixels), so a
+    candidate rectangle is right when the frame's edges fall on its cell boundaries and almost
+    none inside its cells.  Candidates: every integer scale and grid phase (all offsets at once
+    through integral images), and the non-integer scales that make the screen span the frame's
+    width or height.  Of those that pass, the largest scale wins; then the one explaining the
+    most edges; then the one nearest the frame's centre (a uniform border is ambiguous by whole
+    cells).  Returns None for blank frames, smooth (bilinear) upscales and anything not pixel art.
+    """
+    f = np.asarray(frame)
+    if f.dtype != np.uint8 or f.ndim not in (2, 3) or min(f.shape[:2]) < 8:
+        return None
+    if f.ndim == 3 and f.shape[2] == 4:
+        f = f[:, :, :3]
+    nw, nh = native
+    H, W = f.shape[:2]
+    ex, ey = _edge_maps(f)
+    Ex, Ey = _integral(ex), _integral(ey)
+    found: list[tuple[float, float, float, float]] = []  # (scale, key, x0, y0)
+    for s in range(max_scale, 0, -1):
+        if s == 1 and (W > nw + 32 or H > nh + 32):
+            continue  # at 1x every grid fits: only a frame that is (nearly) the bare screen says so
+        got = _still_integer(ex, ey, Ex, Ey, s, native)
+        if got is not None:
+            found.append((float(s), *got))
+            break  # the largest scale that fits wins: a 3x screen also fits a 1x grid
+    # Non-integer: the screen spans the width (slack in y) or the height (slack in x).
+    for s, along_x in ((W / nw, False), (H / nh, True)):
+        if s < 1 or abs(s - round(s)) < 1e-6 or nw * s > W + 1e-6 or nh * s > H + 1e-6:
+            continue
+        if found and found[0][0] > s:
+            continue
+        slack = (W - nw * s) if along_x else (H - nh * s)
+        steps = np.unique(np.round(np.linspace(0, slack, min(int(slack) + 1, 64)))) if slack >= 1 else [0.0]
+        for p in steps:
+            x0, y0 = (float(p), 0.0) if along_x else (0.0, float(p))
+            key = _still_fractional(ex, ey, Ex, Ey, x0, y0, s, native)
+            if key is not None:
+                found.append((s, key, x0, y0))
+    if not found:
+        return None
+    s, key, x0, y0 = max(found)
+    return ScreenRect(x0, y0, nw * s, nh * s, 1.0)  # score 1: an exact grid, not a periodicity estimate

@@ -245,11 +245,26 @@ def finalize_header(rom: bytes) -> bytes:
     return bytes(b)
 
 
-def write_demo_rom(path: str | os.PathLike[str]) -> Path:
-    """Write the demo cartridge to ``path`` atomically and return the path."""
+#: mGBA recognises a Game Boy ROM by these 4 bytes at 0x104 (the start of the header logo; it
+#: compares no more: ``GBIsROM`` in mGBA's ``src/gb/gb.c``).  The demo leaves the logo out; a copy
+#: for mGBA (``bench --emulator``, the window tests) carries just this signature.  It has no boot
+#: ROM to satisfy, so nothing else of the logo is needed.
+MGBA_SIGNATURE = bytes((0xCE, 0xED, 0x66, 0x66))
+
+
+def write_demo_rom(path: str | os.PathLike[str], *, for_mgba: bool = False) -> Path:
+    """Write the demo cartridge to ``path`` atomically and return the path.
+
+    ``for_mgba``: add the 4-byte signature mGBA looks for (see :data:`MGBA_SIGNATURE`).
+    """
     from utils.fsio import atomic_write_bytes
 
-    atomic_write_bytes(path, build_demo_rom())
+    rom = build_demo_rom()
+    if for_mgba:
+        b = bytearray(rom)
+        b[0x104:0x108] = MGBA_SIGNATURE
+        rom = finalize_header(bytes(b))
+    atomic_write_bytes(path, rom)
     return Path(path)
 
 

@@ -53,17 +53,26 @@ class Pacer:
     through a burst of late frames.
     """
 
-    def __init__(self, fps: float = GB_FPS) -> None:
+    def __init__(self, fps: float = GB_FPS, *, spin: bool = True) -> None:
         self.period = 1.0 / fps
         self.next = time.perf_counter() + self.period
+        self.spin = spin
 
     def wait(self) -> float:
-        """Block until the next deadline; returns the time it waited (s)."""
+        """Block until the next deadline; returns the time it waited (s).
+
+        ``spin=False`` only sleeps (about 0.1 ms late on Linux): a worker thread must not spin,
+        because a spinning Python thread holds the GIL for up to the 5 ms switch interval at a
+        time, which the thread doing the real work then waits out.
+        """
         now = time.perf_counter()
         start = now
-        if self.next - now > 0.0015:
+        if not self.spin:
+            if self.next > now:
+                time.sleep(self.next - now)
+        elif self.next - now > 0.0015:
             time.sleep(self.next - now - 0.0015)
-        while time.perf_counter() < self.next:
+        while self.spin and time.perf_counter() < self.next:
             pass
         now = time.perf_counter()
         self.next += self.period

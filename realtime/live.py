@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from capture.screen import NATIVE_H, NATIVE_W, NativeSampler, ScreenRect, detect_screen
+from capture.screen import NATIVE_H, NATIVE_W, NativeSampler, ScreenRect, detect_screen, detect_screen_still
 from capture.window import (
     Rect,
     WindowGone,
@@ -125,31 +125,30 @@ DETECT_SPACING_S = 0.05
 #: A detected screen must fill this fraction of the window's width or height: an emulator
 #: window is mostly screen, and a blinking cursor alone must not pass for a tiny 1x screen.
 DETECT_MIN_COVER = 0.4
+#: Single-frame detection: retried this often while the screen is blank, for this long, then
+#: at the slow rate for as long as the filter runs (a game can stay blank for a while).
+STILL_RETRY_S = 0.2
+STILL_FAST_FOR_S = 5.0
+STILL_SLOW_RETRY_S = 2.0
 
 
 @dataclass
 class Prepared:
-    """One captured frame made ready for the engine."""
+    """One captured frame made ready for the engine: the native 160x144 RGB screen."""
 
-    input: np.ndarray  # what Colorizer.colorize gets: a BGRA crop of the screen, or native RGB
-    grey: np.ndarray  # the native 160x144 RGB input, for display
-    step: int  # the colour output is native after taking every step-th pixel (1: already native)
+    input: np.ndarray  # what Colorizer.colorize gets (native RGB), also shown as the grey side
 
-    def native_colour(self, colour: np.ndarray) -> np.ndarray:
-        """The engine's output (at the input's size) as native 160x144 RGB."""
-        c = np.asarray(colour)[:, :, :3]
-        if self.step == 1:
-            return c
-        o = self.step // 2  # cell centres: the engine's output is constant over clean cells
-        return np.ascontiguousarray(c[o::self.step, o::self.step])
+    @property
+    def grey(self) -> np.ndarray:
+        return self.input
 
 
 class _Plan:
     """How frames of one size become engine input, for one screen rectangle.
 
-    A whole-pixel rectangle at an integer scale is cropped and handed to the engine as is: it
-    samples integer upscales itself (exactly, for an emulator's clean nearest upscale) and sees
-    the real DMG shades, which its palette detection needs.  Anything else (a non-integer or
+    A whole-pixel rectangle at an integer scale is read at its cell centres: exact for an
+    emulator's clean nearest upscale, with the real DMG shades, which the engine's palette
+    detection needs.  Anything else (a non-integer or
     sub-pixel window) goes through :class:`capture.screen.NativeSampler`, which inverts the
     detected upscaler, and the engine gets the native frame.
     """
@@ -162,7 +161,7 @@ class _Plan:
         self.crop: tuple[int, int, int, int] | None = None
         self.sampler: NativeSampler | None = None
         if whole and k >= 1 and rect.x >= 0 and rect.y >= 0 and rect.x + rect.w <= w and rect.y + rect.h <= h:
-            x0, y0, self.step = round(rect.x), round(rect.y), round(k)
+            x0, y0, self.step = round(rect.x), round(rect.y), round(k)  # step: source pixels per cell
             self.crop = (x0, y0, x0 + round(rect.w), y0 + round(rect.h))
         else:
             self.step = 1
@@ -170,25 +169,37 @@ class _Plan:
 
     def __call__(self, bgra: np.ndarray) -> Prepared:
         if self.crop is not None:
-            x0, y0, x1, y1 = self.crop
-            crop = bgra[y0:y1, x0:x1]
+            # The cell centres of an exact integer upscale *are* the native frame, real DMG shades
+            # included (the engine's palette detection needs them): 0.1 ms, and the engine then
+            # works at 160x144 instead of checking and re-upscaling a 9-36x larger crop.
+            x0, y0, _, _ = self.crop
             o = self.step // 2
-            return Prepared(crop, np.ascontiguousarray(crop[o::self.step, o::self.step, 2::-1]), self.step)
+            native = np.ascontiguousarray(bgra[y0 + o:y0 + o + NATIVE_H * self.step:self.step,
+                                               x0 + o:x0 + o + NATIVE_W * self.step:self.step, 2::-1])
+            return Prepared(native)
         assert self.sampler is not None
         # RGB first: the alpha channel would cost a quarter of the sampling for nothing.
         native = self.sampler(cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGB))
-        return Prepared(native, native, 1)
+        return Prepared(native)
 
 
 class ScreenFinder:
     """Captured window pixels -> engine input, locating the Game Boy screen inside the window.
 
-    Emulator windows have a menu bar, borders or a status line around the game screen, and
-    :func:`capture.screen.detect_screen` needs several frames with change to find it.  So the
-    whole window is used at first (cropped to the engine when it is an exact integer upscale,
-    sampled to 160x144 otherwise), frames are collected for :data:`DETECT_AFTER_S`, and
-    detection runs on a background thread, retried while the game shows nothing moving.  A
-    resize (:meth:`reset`) starts over; a result for a size that is gone is dropped.
+    Emulator windows have a menu bar, borders or a status line around the game screen.  Two
+    detectors run on a background thread, so capture and display never wait for them:
+
+    * :func:`capture.screen.detect_screen_still` on single frames, from the very first one: an
+      emulator's nearest-neighbour upscale is an exact pixel grid, found in tens of milliseconds
+      even on a paused game or a menu.  A blank frame (no edges) is retried every
+      :data:`STILL_RETRY_S`.
+    * :func:`capture.screen.detect_screen` on frames spread over :data:`DETECT_AFTER_S`, for
+      windows drawn with a smooth upscale (no exact grid); it needs motion, so it is retried
+      while the game shows nothing moving.
+
+    Until one succeeds the whole window is used (cropped to the engine when it is an exact
+    integer upscale, sampled to 160x144 otherwise).  A resize (:meth:`reset`) starts over; a
+    result for a size that is gone is dropped.
     """
 
     def __init__(self, log: Callable[[str], None] | None = None) -> None:
@@ -198,6 +209,7 @@ class ScreenFinder:
         self._worker: threading.Thread | None = None
         self.rect: ScreenRect | None = None  # the detected screen (None: the whole window is used)
         self.detected = "not yet"
+        self.found_after: float | None = None  # seconds from the first frame of this size to the result
         self._reset_locked()
 
     def _reset_locked(self) -> None:
@@ -208,10 +220,14 @@ class ScreenFinder:
         self._t_start = 0.0
         self._t_last = 0.0
         self._next_try = 0.0
+        self._next_still = 0.0
+        self._still_tries = 0
         self._tries = 0
         self._busy = False
         self._last_error = ""
+        self._gave_up = False
         self.rect = None
+        self.found_after = None
 
     def reset(self) -> None:
         """The source changed size: forget the screen and look for it again."""
@@ -234,10 +250,18 @@ class ScreenFinder:
         return plan(bgra)
 
     def _collect(self, bgra: np.ndarray, shape: tuple[int, int]) -> None:
-        """Keep a few frames spread over time; start a detection when it is due (lock held)."""
-        if self.rect is not None or self._tries >= DETECT_TRIES:
+        """Keep a few frames spread over time; start a detection when one is due (lock held)."""
+        if self.rect is not None:
             return
         now = time.monotonic()
+        if not self._busy and now >= self._next_still:
+            # One frame is enough for an exact grid: try it first, and again while the screen is blank.
+            self._still_tries += 1
+            self._next_still = now + (STILL_RETRY_S if now - self._t_start < STILL_FAST_FOR_S else STILL_SLOW_RETRY_S)
+            self._start(self._detect_still, np.ascontiguousarray(bgra[:, :, 2::-1]), shape)
+            return
+        if self._tries >= DETECT_TRIES:
+            return
         if self._frames and now - self._t_last < DETECT_SPACING_S:
             return
         self._t_last = now
@@ -246,14 +270,16 @@ class ScreenFinder:
             self._frames = self._frames[::2]
         if self._busy or now - self._t_start < DETECT_AFTER_S or now < self._next_try or len(self._frames) < 4:
             return
-        self._busy = True
         self._tries += 1
         self._next_try = now + DETECT_RETRY_S
+        self._start(self._detect, list(self._frames), shape)
+
+    def _start(self, target: Callable[..., None], frames: Any, shape: tuple[int, int]) -> None:
+        self._busy = True
         # Not a daemon, and joined by close(): a daemon thread still inside OpenCV when the
         # interpreter shuts down aborts the whole process ("terminate called without an active
         # exception"), which turned clean exits into SIGABRT.
-        self._worker = threading.Thread(target=self._detect, args=(list(self._frames), self._generation, shape),
-                                        name="screen-detect")
+        self._worker = threading.Thread(target=target, args=(frames, self._generation, shape), name="screen-detect")
         self._worker.start()
 
     def close(self, timeout: float = 10.0) -> None:
@@ -262,34 +288,66 @@ class ScreenFinder:
         if worker is not None and worker.is_alive():
             worker.join(timeout)
 
-    def _detect(self, frames: list[np.ndarray], generation: int, shape: tuple[int, int]) -> None:
+    @staticmethod
+    def _check_cover(rect: ScreenRect, shape: tuple[int, int]) -> None:
         h, w = shape
+        if rect.w < DETECT_MIN_COVER * w and rect.h < DETECT_MIN_COVER * h:
+            raise UserError(f"only a small area was found ({rect.describe()})")
+
+    def _detect_still(self, frame: np.ndarray, generation: int, shape: tuple[int, int]) -> None:
         rect: ScreenRect | None = None
-        plan: _Plan | None = None
+        error = "no exact pixel grid in one frame"
         try:
-            rect = detect_screen(frames)
-            if rect.w < DETECT_MIN_COVER * w and rect.h < DETECT_MIN_COVER * h:
-                raise UserError(f"only a small changing area was found ({rect.describe()})")
-            plan = _Plan(rect, shape)
+            rect = detect_screen_still(frame)
+            if rect is not None:
+                self._check_cover(rect, shape)
         except UserError as e:
             rect, error = None, str(e)
         except Exception as e:  # noqa: BLE001 - a detection bug must not stop the filter
             rect, error = None, f"{type(e).__name__}: {e}"
+        self._finish(rect, error, generation, shape, "one frame", final=False)
+
+    def _detect(self, frames: list[np.ndarray], generation: int, shape: tuple[int, int]) -> None:
+        rect: ScreenRect | None = None
+        try:
+            rect = detect_screen(frames)
+            self._check_cover(rect, shape)
+        except UserError as e:
+            rect, error = None, str(e)
+        except Exception as e:  # noqa: BLE001 - a detection bug must not stop the filter
+            rect, error = None, f"{type(e).__name__}: {e}"
+        else:
+            error = ""
+        self._finish(rect, error, generation, shape, "motion", final=True)
+
+    def _finish(self, rect: ScreenRect | None, error: str, generation: int, shape: tuple[int, int],
+                how: str, final: bool) -> None:
+        h, w = shape
+        plan = None
+        if rect is not None:
+            try:
+                plan = _Plan(rect, shape)
+            except Exception as e:  # noqa: BLE001 - a rect the sampler cannot use is "not found"
+                rect, error = None, f"{type(e).__name__}: {e}"
         with self._lock:
             if generation != self._generation:
                 return  # the window was resized meanwhile: this result is for a size that is gone
             self._busy = False
             if rect is not None and plan is not None:
                 self.rect, self._plan = rect, plan
-                self.detected = f"game screen {rect.describe()} inside the {w}x{h} window"
+                self.found_after = time.monotonic() - self._t_start
+                self.detected = f"game screen {rect.describe()} inside the {w}x{h} window (from {how})"
                 self._frames = []
-                self._log(f"live: {self.detected}")
+                self._log(f"live: {self.detected}, after {self.found_after:.2f} s")
                 return
-            self._last_error = error
-            if self._tries >= DETECT_TRIES:
+            if final:
+                self._last_error = error
+            if final and self._tries >= DETECT_TRIES and not self._gave_up:
+                self._gave_up = True
                 self._frames = []
-                self.detected = f"whole {w}x{h} window (no game screen found: {error})"
-                self._log(f"live: no game screen found inside the window ({error}); colorizing the whole window")
+                self.detected = f"whole {w}x{h} window (no game screen found: {self._last_error})"
+                self._log(f"live: no game screen found inside the window ({self._last_error}); "
+                          "colorizing the whole window (still looking on single frames)")
 
 
 # --------------------------------------------------------------------------- the live session
@@ -396,7 +454,7 @@ class LiveSession:
         except UserError as e:
             self.finish(str(e), error=True)
             return
-        pacer = Pacer(self.opts.fps)
+        pacer = Pacer(self.opts.fps, spin=False)
         seq = 0
         try:
             while not self.stop.is_set():
@@ -457,7 +515,7 @@ class LiveSession:
                     geometry = item.geometry
                 prep = self.finder(item.frame)
                 t1 = time.perf_counter()
-                colour = prep.native_colour(self.colorizer.colorize(prep.input))
+                colour = self.colorizer.colorize(prep.input)
                 t2 = time.perf_counter()
                 self.t_detect.append(t1 - t0)
                 self.t_colorize.append(t2 - t1)
@@ -513,7 +571,8 @@ class LiveSession:
         shown: np.ndarray | None = None
         last: Colored | None = None
         start = time.perf_counter()
-        pacer = Pacer(o.fps)
+        self.cpu_start = time.process_time()
+        period = 1.0 / o.fps
         shot_n = 0
         try:
             while not self.stop.is_set():
@@ -546,7 +605,10 @@ class LiveSession:
                 if moved is not None:
                     pos = self._place(moved)
                     display.move(*pos)
-                item: Colored | None = self.colored.take()
+                # Show each colorized frame the moment it is ready (waiting up to a frame, so
+                # keys stay responsive): a display on its own clock would add up to a frame of
+                # latency, half a frame on average.
+                item: Colored | None = self.colored.take(timeout=period)
                 if item is not None:
                     last, redraw = item, True
                 if redraw and last is not None:
@@ -559,7 +621,6 @@ class LiveSession:
                         self.latency.append(now - last.t_capture)
                         self.shown_at.append(now)
                         self.n_shown += 1
-                pacer.wait()
         finally:
             self.stop.set()
             for t in threads:
@@ -606,6 +667,8 @@ class LiveSession:
         return {
             "source": src,
             "screen_detection": self.finder.detected,
+            "screen_found_after_s": None if self.finder.found_after is None else round(self.finder.found_after, 3),
+            "process_cpu_s": round(time.process_time() - self.cpu_start, 3),
             "model": self.models[self.model_idx],
             "seconds": round(elapsed, 3),
             "target_fps": round(self.opts.fps, 4),
