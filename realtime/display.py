@@ -147,6 +147,13 @@ class Display:
             # pygame re-creates the window on a size change (side-by-side): ask again for "on top"
             self._apply_on_top()
 
+    def set_scale(self, scale: int) -> None:
+        """Show content at another integer scale from the next frame on (e.g. to fit the screen)."""
+        scale = max(1, int(scale))
+        if scale != self.scale:
+            self.scale = scale
+            self.content_size = (0, 0)  # the next show() resizes the window
+
     @property
     def window_id(self) -> int | None:
         """The X11 window id (None on other platforms or the dummy driver)."""
@@ -260,7 +267,11 @@ class Display:
         self._pg.display.quit()
 
 
-def side_by_side(grey: np.ndarray, colour: np.ndarray, gap: int = 2) -> np.ndarray:
+#: Columns between grey and colour in :func:`side_by_side`.
+SIDE_GAP = 2
+
+
+def side_by_side(grey: np.ndarray, colour: np.ndarray, gap: int = SIDE_GAP) -> np.ndarray:
     """Grey input | colour output with a thin dark gap, both RGB uint8 of the same size."""
     g = grey if grey.ndim == 3 else np.repeat(grey[:, :, None], 3, axis=2)
     g = g[:, :, :3]

@@ -74,9 +74,13 @@ def start_xvfb(size: tuple[int, int] = (1280, 1024), timeout: float = 10.0) -> X
     proc = subprocess.Popen([exe, f":{n}", "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp"],  # noqa: S603
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
+    probe = shutil.which("xwininfo")
     while time.monotonic() < deadline:
         if Path(f"/tmp/.X11-unix/X{n}").exists():
-            return XServer(proc, f":{n}")
+            # the socket appears a moment before the server takes clients: ask it something
+            if probe is None or subprocess.run([probe, "-root"], env=dict(os.environ, DISPLAY=f":{n}"),  # noqa: S603
+                                               capture_output=True, timeout=5, check=False).returncode == 0:
+                return XServer(proc, f":{n}")
         if proc.poll() is not None:
             break
         time.sleep(0.05)
@@ -110,17 +114,26 @@ def start_emulator(name: str, rom: Path, xserver: XServer, scale: int = 3, *,
     if not 1 <= scale <= 6:
         raise UserError("the emulator's window scale must be 1..6")
     argv = [exe, f"-{scale}", "-C", "gb.model=DMG", str(rom)]
-    proc = subprocess.Popen(argv, env=xserver.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - read back only if the emulator fails
+    proc = subprocess.Popen(argv, env=xserver.env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
     title = EMULATORS[name][1]
     deadline = time.monotonic() + timeout
+    last, since = None, 0.0
     with using_display(xserver.display):
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise UserError(f"{name} exited at once (code {proc.returncode}) playing {rom}")
+                log.seek(0)
+                said = " ".join(log.read().decode("utf-8", "replace").split())[-200:]
+                raise UserError(f"{name} exited at once (code {proc.returncode}) playing {rom}: {said or 'no output'}")
             with contextlib.suppress(UserError):
                 hits = [w for w in list_windows() if title.lower() in w.title.lower()]
                 if hits:
-                    return proc, max(hits, key=lambda w: w.rect.width * w.rect.height)
+                    win = max(hits, key=lambda w: w.rect.width * w.rect.height)
+                    # mGBA opens its window at a default size, then sizes it for the game
+                    if last is None or win.rect != last.rect:
+                        last, since = win, time.monotonic()
+                    elif time.monotonic() - since >= 0.5:
+                        return proc, win
             time.sleep(0.1)
     proc.kill()
     raise UserError(f"no {title} window appeared within {timeout:g} s")

@@ -42,7 +42,7 @@ from capture.window import (
     screen_rect,
     window_state,
 )
-from realtime.display import GB_FPS, KEY_HELP, Display, Pacer, side_by_side, stage_stats
+from realtime.display import GB_FPS, KEY_HELP, SIDE_GAP, Display, Pacer, side_by_side, stage_stats
 from realtime.play import engine_timings, make_colorizer, model_names
 from utils.errors import UserError
 from utils.fsio import atomic_write_json
@@ -556,8 +556,12 @@ class LiveSession:
         print(f"live: {LIVE_HELP}", file=sys.stderr)
 
         assert self.rect is not None
-        display = Display("retrocolor live", NATIVE, o.scale, borderless=o.borderless, on_top=o.on_top,
-                          position=self._place(self.rect))
+        scale, pos = self._layout(self.rect, NATIVE)
+        display = Display("retrocolor live", NATIVE, scale, borderless=o.borderless, on_top=o.on_top,
+                          position=pos)
+        if scale != o.scale:
+            print(f"live: window at {scale}x (not {o.scale}x): {o.scale}x does not fit on the "
+                  f"{self.screen.width}x{self.screen.height} screen beside the emulator", file=sys.stderr)
         if o.on_top:
             print(f"live: {display.on_top_note}", file=sys.stderr)
         threads = [threading.Thread(target=self.capture, name="capture", daemon=True),
@@ -567,7 +571,8 @@ class LiveSession:
         for t in threads:
             t.start()
 
-        filter_on, side, overlay = True, False, False
+        filter_on, side, overlay, relayout = True, False, False, False
+        src_now = self.source.rect if self.source is not None else self.rect
         shown: np.ndarray | None = None
         last: Colored | None = None
         start = time.perf_counter()
@@ -589,6 +594,7 @@ class LiveSession:
                         filter_on, redraw = not filter_on, True
                     elif a == "side":
                         side, redraw = not side, True
+                        relayout = True
                     elif a == "overlay":
                         overlay, redraw = not overlay, True
                     elif a == "model" and len(self.models) > 1:
@@ -598,12 +604,17 @@ class LiveSession:
                         path = o.screenshot_dir / f"retrocolor-live-{time.strftime('%Y%m%d-%H%M%S')}-{shot_n}.png"
                         from utils.images import write_png
 
-                        write_png(path, np.repeat(np.repeat(shown, o.scale, 0), o.scale, 1))
+                        write_png(path, np.repeat(np.repeat(shown, display.scale, 0), display.scale, 1))
                         print(f"live: screenshot {path}", file=sys.stderr)
                 with self.lock:
                     moved, self.moved_to = self.moved_to, None
                 if moved is not None:
-                    pos = self._place(moved)
+                    src_now = moved
+                if moved is not None or relayout:
+                    relayout = False
+                    content = (2 * NATIVE[0] + SIDE_GAP, NATIVE[1]) if side else NATIVE
+                    scale, pos = self._layout(src_now, content)
+                    display.set_scale(scale)
                     display.move(*pos)
                 # Show each colorized frame the moment it is ready (waiting up to a frame, so
                 # keys stay responsive): a display on its own clock would add up to a frame of
@@ -633,18 +644,41 @@ class LiveSession:
             atomic_write_json(o.stats_json, stats)
         return stats
 
-    def _place(self, src: Rect) -> tuple[int, int]:
-        """Top-left of our window: over the source, or beside it (right, else left, else below)."""
-        if self.opts.position == "over":
-            return src.x, src.y
-        w, h = NATIVE[0] * self.opts.scale, NATIVE[1] * self.opts.scale
+    def _layout(self, src: Rect, content: tuple[int, int]) -> tuple[int, tuple[int, int]]:
+        """Scale and top-left of our window for ``content`` (native w, h): it always fits the screen.
+
+        Over the source: its top-left.  Beside it: right of it, else left, else below, else
+        above, at the largest scale up to ``--scale`` that fits there; where even 1x fits nowhere
+        beside it, the largest scale that fits the screen at all, pushed inside the screen.  We
+        place the window ourselves (``SDL_VIDEO_WINDOW_POS`` and moves), so this works the same
+        with no window manager at all.
+        """
         scr = self.screen
         gap = 8
-        if src.x + src.width + gap + w <= scr.x + scr.width:
-            return src.x + src.width + gap, src.y
-        if src.x - gap - w >= scr.x:
-            return src.x - gap - w, src.y
-        return src.x, min(src.y + src.height + gap, max(scr.y, scr.y + scr.height - h))
+        cw, ch = content
+
+        def inside(x: int, y: int, w: int, h: int) -> bool:
+            return scr.x <= x and scr.y <= y and x + w <= scr.x + scr.width and y + h <= scr.y + scr.height
+
+        for scale in range(max(1, self.opts.scale), 0, -1):
+            w, h = cw * scale, ch * scale
+            if self.opts.position == "over":
+                spots = [(src.x, src.y)]
+            else:
+                ya = min(max(src.y, scr.y), scr.y + scr.height - h)  # beside, slid up to fit the screen's height
+                xa = min(max(src.x, scr.x), scr.x + scr.width - w)
+                spots = [(src.x + src.width + gap, ya), (src.x - gap - w, ya),
+                         (xa, src.y + src.height + gap), (xa, src.y - gap - h)]
+            for x, y in spots:
+                if inside(x, y, w, h):
+                    return scale, (x, y)
+        for scale in range(max(1, self.opts.scale), 0, -1):
+            w, h = cw * scale, ch * scale
+            if w <= scr.width and h <= scr.height or scale == 1:
+                x = min(max(src.x + src.width + gap, scr.x), scr.x + max(scr.width - w, 0))
+                y = min(max(src.y, scr.y), scr.y + max(scr.height - h, 0))
+                return scale, (x, y)
+        raise AssertionError("unreachable")
 
     def _overlay_lines(self, filter_on: bool) -> list[str]:
         recent = self.shown_at[-61:]

@@ -1,0 +1,123 @@
+"""``retrocolor live`` beside a real mGBA window under a private Xvfb (the product's real setting).
+
+mGBA (Debian's ``mgba-sdl``) plays the built-in demo cartridge in monochrome mode at 3x; the
+live filter must find the screen (the whole 480x432 window), show colour output of the right
+shape, toggle the filter with F, write screenshots with P, and end cleanly when the emulator's
+window closes.  Timing is the benchmark's business (``retrocolor bench --emulator mgba``), not
+asserted here.  Skipped where Xvfb, xdotool or mGBA is not installed (``.ci/run`` installs them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("Xvfb") and shutil.which("xwininfo") and shutil.which("xdotool")
+         and (shutil.which("mgba") or os.access("/usr/games/mgba", os.X_OK))),
+    reason="needs Xvfb, xwininfo, xdotool and mGBA (apt install xvfb x11-utils xdotool mgba-sdl)",
+)
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    """A private X display with mGBA playing the demo cartridge at 3x: (env, mGBA process, window)."""
+    from realtime.demo import write_demo_rom
+    from realtime.emulators import start_emulator, start_xvfb
+
+    tmp = tmp_path_factory.mktemp("mgba")
+    rom = write_demo_rom(tmp / "demo.gb", for_mgba=True)
+    xs = start_xvfb()
+    try:
+        emu, win = start_emulator("mgba", rom, xs, 3)
+    except Exception:
+        xs.close()
+        raise
+    env = xs.env
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    time.sleep(1.0)  # past the blank first frames
+    yield env, emu, win
+    if emu.poll() is None:
+        emu.kill()
+        emu.wait()
+    xs.close()
+
+
+def _live(env: dict, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([PY, str(ROOT / "retrocolor.py"), "live", "--window", "mGBA", *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _our_window_id(env: dict, timeout: float = 15.0) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = subprocess.run(["xwininfo", "-name", "retrocolor live"], env=env, capture_output=True, text=True)
+        if r.returncode == 0 and "Window id: " in r.stdout:
+            return r.stdout.split("Window id: ")[1].split()[0]
+        time.sleep(0.1)
+    raise AssertionError("our window never appeared")
+
+
+def _key(env: dict, key: str) -> None:
+    subprocess.run(["xdotool", "key", "--window", _our_window_id(env), key], env=env, check=True)
+
+
+def test_live_beside_mgba_finds_the_screen_and_colours_it(setting, tmp_path):
+    from utils.images import read_rgb
+
+    env, emu, win = setting
+    assert (win.rect.width, win.rect.height) == (480, 432)
+    stats_path, shots = tmp_path / "stats.json", tmp_path / "shots"
+    live = _live(env, "--seconds", "6", "--stats-json", str(stats_path), "--screenshot-dir", str(shots))
+    try:
+        _our_window_id(env)
+        time.sleep(2.0)
+        _key(env, "p")  # colour
+        time.sleep(0.5)
+        _key(env, "f")  # filter off: the grey input
+        time.sleep(0.5)
+        _key(env, "p")
+        out, err = live.communicate(timeout=40)
+    finally:
+        if live.poll() is None:
+            live.kill()
+    assert live.returncode == 0, err
+    stats = json.loads(stats_path.read_text())
+    assert stats["screen_detection"].startswith("game screen 0,0,480,432 (scale 3)"), stats["screen_detection"]
+    assert stats["screen_found_after_s"] is not None and stats["frames"] > 10, stats
+    pngs = sorted(shots.glob("retrocolor-live-*.png"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    assert len(pngs) == 2, err
+    colour, grey = (read_rgb(p).astype(np.int16) for p in pngs)
+    assert colour.shape == grey.shape == (432, 480, 3)
+    # filter on: coloured pixels; filter off: mGBA's own (grey) DMG shades, at most 4 of them per screen
+    chroma = lambda im: np.abs(im - im.mean(axis=2, keepdims=True)).max(axis=2)  # noqa: E731
+    assert (chroma(colour) > 12).mean() > 0.05
+    assert (chroma(grey) <= 2).mean() > 0.99
+    assert len(np.unique(grey.reshape(-1, 3), axis=0)) <= 4
+
+
+def test_live_ends_cleanly_when_mgba_closes(setting, tmp_path):
+    env, emu, _ = setting
+    live = _live(env, "--seconds", "30")
+    try:
+        _our_window_id(env)
+        time.sleep(1.5)
+        emu.terminate()
+        emu.wait(10)
+        out, err = live.communicate(timeout=20)
+    finally:
+        if live.poll() is None:
+            live.kill()
+    assert live.returncode == 0, err
+    assert "closed; stopping" in err
