@@ -42,8 +42,8 @@ from capture.window import (
     screen_rect,
     window_state,
 )
-from realtime.display import GB_FPS, KEY_HELP, SIDE_GAP, Display, Pacer, side_by_side, stage_stats
-from realtime.play import engine_timings, make_colorizer, model_names
+from realtime.display import GB_FPS, KEY_HELP, SIDE_GAP, Display, Pacer, stage_stats
+from realtime.viewer import Viewer, engine_timings, make_colorizer, model_names
 from utils.errors import UserError
 from utils.fsio import atomic_write_json
 
@@ -366,8 +366,7 @@ class LiveSession:
         self.moved_to: Rect | None = None  # set by the tracker, consumed by the display
         self.captured = Latest()
         self.colored = Latest()
-        self.models = model_names(opts.model)
-        self.model_idx = 0
+        self.view = Viewer("live", model_names(opts.model), screenshot_dir=opts.screenshot_dir)
         self.want_model: int | None = None
         self.finder = ScreenFinder(log=lambda m: print(m, file=sys.stderr))
         self.errors: list[str] = []
@@ -495,16 +494,15 @@ class LiveSession:
         try:
             while not self.stop.is_set():
                 if self.want_model is not None:
-                    idx, self.want_model = self.want_model, None
-                    self.model_idx = idx  # the next M moves on even if this one fails to load
+                    idx, self.want_model = self.want_model, None  # the next M moves on even if this one fails
                     try:
-                        self.colorizer = make_colorizer(self.models[idx], threads=self.opts.threads,
+                        self.colorizer = make_colorizer(self.view.models[idx], threads=self.opts.threads,
                                                         smoothing=self.opts.smoothing)
-                        print(f"live: model {self.models[idx]}", file=sys.stderr)
+                        print(f"live: model {self.view.models[idx]}", file=sys.stderr)
                     except UserError as e:
                         # A model file replaced by a broken one while we run: keep playing.
                         self.errors.append(str(e))
-                        print(f"live: cannot switch to {self.models[idx]}: {e}; keeping {self.colorizer.name}",
+                        print(f"live: cannot switch to {self.view.models[idx]}: {e}; keeping {self.colorizer.name}",
                               file=sys.stderr)
                 item: Captured | None = self.captured.take(timeout=0.1)
                 if item is None:
@@ -551,8 +549,8 @@ class LiveSession:
         msg = self.pick_source(self.screen)
         self.failed = False
         print(f"live: {msg}", file=sys.stderr)
-        self.colorizer = make_colorizer(self.models[0], threads=o.threads, smoothing=o.smoothing)
-        print(f"live: model {self.models[0]}", file=sys.stderr)
+        self.colorizer = make_colorizer(self.view.model, threads=o.threads, smoothing=o.smoothing)
+        print(f"live: model {self.view.model}", file=sys.stderr)
         print(f"live: {LIVE_HELP}", file=sys.stderr)
 
         assert self.rect is not None
@@ -571,14 +569,14 @@ class LiveSession:
         for t in threads:
             t.start()
 
-        filter_on, side, overlay, relayout = True, False, False, False
+        view = self.view
+        relayout = False
         src_now = self.source.rect if self.source is not None else self.rect
         shown: np.ndarray | None = None
         last: Colored | None = None
         start = time.perf_counter()
         self.cpu_start = time.process_time()
         period = 1.0 / o.fps
-        shot_n = 0
         try:
             while not self.stop.is_set():
                 if o.seconds is not None and time.perf_counter() - start >= o.seconds:
@@ -588,31 +586,20 @@ class LiveSession:
                 if "quit" in ev.actions:
                     self.finish("window closed by the user")
                     break
-                redraw = False
-                for a in ev.actions:
-                    if a == "filter":
-                        filter_on, redraw = not filter_on, True
-                    elif a == "side":
-                        side, redraw = not side, True
-                        relayout = True
-                    elif a == "overlay":
-                        overlay, redraw = not overlay, True
-                    elif a == "model" and len(self.models) > 1:
-                        self.want_model = (self.model_idx + 1) % len(self.models)
-                    elif a == "screenshot" and shown is not None:
-                        shot_n += 1
-                        path = o.screenshot_dir / f"retrocolor-live-{time.strftime('%Y%m%d-%H%M%S')}-{shot_n}.png"
-                        from utils.images import write_png
-
-                        write_png(path, np.repeat(np.repeat(shown, display.scale, 0), display.scale, 1))
-                        print(f"live: screenshot {path}", file=sys.stderr)
+                changed = view.handle(ev.actions)
+                redraw = "redraw" in changed
+                relayout = relayout or "layout" in changed
+                if "model" in changed:
+                    self.want_model = view.model_idx  # loaded by the inference thread
+                if "screenshot" in ev.actions and shown is not None:
+                    view.screenshot(shown, display.scale)
                 with self.lock:
                     moved, self.moved_to = self.moved_to, None
                 if moved is not None:
                     src_now = moved
                 if moved is not None or relayout:
                     relayout = False
-                    content = (2 * NATIVE[0] + SIDE_GAP, NATIVE[1]) if side else NATIVE
+                    content = (2 * NATIVE[0] + SIDE_GAP, NATIVE[1]) if view.side else NATIVE
                     scale, pos = self._layout(src_now, content)
                     display.set_scale(scale)
                     display.move(*pos)
@@ -624,8 +611,8 @@ class LiveSession:
                     last, redraw = item, True
                 if redraw and last is not None:
                     t0 = time.perf_counter()
-                    shown = side_by_side(last.grey, last.colour) if side else (last.colour if filter_on else last.grey)
-                    display.show(shown, self._overlay_lines(filter_on) if overlay else ())
+                    shown = view.compose(last.grey, last.colour)
+                    display.show(shown, self._overlay_lines() if view.overlay else ())
                     now = time.perf_counter()
                     self.t_display.append(now - t0)
                     if item is not None:
@@ -680,15 +667,13 @@ class LiveSession:
                 return scale, (x, y)
         raise AssertionError("unreachable")
 
-    def _overlay_lines(self, filter_on: bool) -> list[str]:
+    def _overlay_lines(self) -> list[str]:
         recent = self.shown_at[-61:]
         fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
-        lines = [f"{fps:5.1f} fps  model {self.models[self.model_idx]}  filter {'on' if filter_on else 'off'}"]
-        if self.latency:
-            lines.append(f"latency {np.median(self.latency[-60:]) * 1000:.1f} ms  "
-                         f"colorize {np.median(self.t_colorize[-60:]) * 1000:.1f} ms")
-        lines.append(f"captured {self.n_captured}  shown {self.n_shown}  dropped {self.colored.dropped}")
-        return lines
+        lat = float(np.median(self.latency[-60:])) * 1000 if self.latency else None
+        col = float(np.median(self.t_colorize[-60:])) * 1000 if self.t_colorize else None
+        return self.view.overlay_lines(fps, lat, col, f"captured {self.n_captured}  shown {self.n_shown}  "
+                                                      f"dropped {self.colored.dropped}")
 
     def _stats(self, elapsed: float) -> dict[str, Any]:
         src: dict[str, Any]
@@ -703,7 +688,7 @@ class LiveSession:
             "screen_detection": self.finder.detected,
             "screen_found_after_s": None if self.finder.found_after is None else round(self.finder.found_after, 3),
             "process_cpu_s": round(time.process_time() - self.cpu_start, 3),
-            "model": self.models[self.model_idx],
+            "model": self.view.model,
             "seconds": round(elapsed, 3),
             "target_fps": round(self.opts.fps, 4),
             "fps": round(self.n_shown / elapsed, 2) if elapsed > 0 else None,

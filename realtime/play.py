@@ -23,6 +23,7 @@ import numpy as np
 
 from capture.rom import validate_rom
 from realtime.display import GB_FPS, KEY_HELP, Display, Pacer, can_open_window, side_by_side, stage_stats
+from realtime.viewer import Viewer, engine_timings, make_colorizer, model_names
 from utils.errors import UserError
 from utils.fsio import atomic_path, atomic_write_json
 
@@ -71,48 +72,6 @@ class PlayResult:
         return line
 
 
-# --------------------------------------------------------------------------- models
-def model_names(first: str | None) -> list[str]:
-    """The models ``M`` cycles through: the one asked for (default: the shipped default), then every
-    other shipped one (the same file is listed once)."""
-    import weights
-
-    names = [first or weights.DEFAULT]
-    seen: set[Path] = set()
-    try:
-        seen.add(weights.resolve(names[0]).resolve())
-    except UserError:
-        pass  # reported when it is loaded
-    for row in weights.list_models():
-        name = row["name"] if isinstance(row, dict) else str(row)
-        path = Path(row["path"]).resolve() if isinstance(row, dict) else None
-        if name in names or (path is not None and path in seen):
-            continue
-        names.append(name)
-        if path is not None:
-            seen.add(path)
-    return names
-
-
-def make_colorizer(model: str, *, threads: int = 1, smoothing: float = 0.0) -> object:
-    """A :class:`realtime.engine.Colorizer` for a model name or ONNX path."""
-    from realtime.engine import Colorizer
-
-    return Colorizer(model, threads=threads, smoothing=smoothing)
-
-
-def engine_timings(colorizer: object) -> dict | None:
-    """The engine's own per-stage timings, whatever attribute it keeps them in."""
-    for attr in ("timings", "stats", "last_timings"):
-        v = getattr(colorizer, attr, None)
-        if callable(v):
-            with contextlib.suppress(Exception):
-                v = v()
-        if isinstance(v, dict):
-            return {k: v[k] for k in v if isinstance(v[k], (int, float, dict))}
-    return None
-
-
 # --------------------------------------------------------------------------- the emulator loop
 
 def _pygame_buttons() -> dict[int, str]:
@@ -121,11 +80,6 @@ def _pygame_buttons() -> dict[int, str]:
     return {pygame.K_UP: "up", pygame.K_DOWN: "down", pygame.K_LEFT: "left", pygame.K_RIGHT: "right",
             pygame.K_z: "a", pygame.K_x: "b", pygame.K_RETURN: "start", pygame.K_KP_ENTER: "start",
             pygame.K_BACKSPACE: "select", pygame.K_RSHIFT: "select"}
-
-
-def _screenshot_path(folder: Path) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return folder / f"retrocolor-{stamp}-{int(time.time() * 1000) % 1000:03d}.png"
 
 
 def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
@@ -140,9 +94,8 @@ def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
     if not opts.headless and not can_open_window():
         raise UserError("no display: DISPLAY is not set; use --headless --frames N --record OUT.mp4 "
                         "(or run under Xvfb)")
-    models = model_names(opts.model)
-    model_idx = 0
-    colorizer = make_colorizer(models[0], threads=opts.threads, smoothing=opts.smoothing)
+    view = Viewer("play", model_names(opts.model), side=opts.side_by_side)
+    colorizer = make_colorizer(view.model, threads=opts.threads, smoothing=opts.smoothing)
 
     import cv2
 
@@ -171,7 +124,6 @@ def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
     t_show: list[float] = []
     t_rec: list[float] = []
     intervals: list[float] = []
-    filter_on, side, overlay = True, opts.side_by_side, False
     frames = 0
     last_grey = last_colour = None
     video_path = None
@@ -193,12 +145,12 @@ def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
                 screen = pyboy.screen.ndarray  # (144, 160, 4) RGBA; grey in DMG mode
                 grey = np.ascontiguousarray(screen[:, :, :3])
                 t1 = time.perf_counter()
-                colour = colorizer.colorize(grey) if filter_on or side or tmp_video is not None else grey
+                colour = colorizer.colorize(grey) if view.needs_colour() or tmp_video is not None else grey
                 t2 = time.perf_counter()
                 t_emu.append(t1 - t0)
                 t_col.append(t2 - t1)
                 last_grey, last_colour = grey, colour
-                shown = side_by_side(grey, colour) if side else (colour if filter_on else grey)
+                shown = view.compose(grey, colour)
                 if tmp_video is not None:
                     rec = side_by_side(grey, colour) if opts.side_by_side else colour
                     rec = cv2.resize(rec, (rec.shape[1] * opts.scale, rec.shape[0] * opts.scale),
@@ -217,26 +169,20 @@ def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
                         b = buttons.get(k.key)
                         if b:
                             (pyboy.button_press if k.down else pyboy.button_release)(b)
-                    if "quit" in ev.actions:
+                    changed = view.handle(ev.actions)
+                    if "quit" in changed:
                         break
-                    filter_on ^= ev.actions.count("filter") % 2 == 1
-                    side ^= ev.actions.count("side") % 2 == 1
-                    overlay ^= ev.actions.count("overlay") % 2 == 1
-                    if "model" in ev.actions and len(models) > 1:
-                        model_idx = (model_idx + 1) % len(models)
-                        colorizer = make_colorizer(models[model_idx], threads=opts.threads, smoothing=opts.smoothing)
-                        print(f"model: {models[model_idx]}", file=sys.stderr)
+                    if "model" in changed:
+                        colorizer = make_colorizer(view.model, threads=opts.threads, smoothing=opts.smoothing)
+                        print(f"play: model {view.model}", file=sys.stderr)
+                    if changed & {"redraw", "model"}:
+                        shown = view.compose(grey, colour)
                     if "screenshot" in ev.actions:
-                        from utils.images import write_png
-
-                        shot = _screenshot_path(Path.cwd())
-                        write_png(shot, np.repeat(np.repeat(shown, opts.scale, 0), opts.scale, 1))
-                        print(f"screenshot: {shot}", file=sys.stderr)
+                        view.screenshot(shown, display.scale)
                     lines: list[str] = []
-                    if overlay and intervals:
-                        fps = 1.0 / max(np.mean(intervals[-60:]), 1e-9)
-                        lines = [f"{fps:5.1f} fps  colorize {np.mean(t_col[-60:]) * 1000:.1f} ms",
-                                 f"model {models[model_idx]}  filter {'on' if filter_on else 'off'}"]
+                    if view.overlay and intervals:
+                        fps = 1.0 / max(float(np.mean(intervals[-60:])), 1e-9)
+                        lines = view.overlay_lines(fps, None, float(np.mean(t_col[-60:])) * 1000)
                     assert pacer is not None
                     pacer.wait()
                     t3 = time.perf_counter()
@@ -264,7 +210,7 @@ def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
         write_png(opts.last_png, np.repeat(np.repeat(sbs, opts.scale, 0), opts.scale, 1))
         png = opts.last_png
     stats = {
-        "rom": str(rom), "title": info.title, "model": models[model_idx], "frames": frames,
+        "rom": str(rom), "title": info.title, "model": view.model, "frames": frames,
         "seconds": round(elapsed, 3), "fps": round(frames / elapsed, 2) if elapsed > 0 else None,
         "target_fps": round(GB_FPS, 4), "pacing": pacer is not None, "headless": opts.headless,
         "mean_frame_interval_ms": round(float(np.mean(intervals)) * 1000, 3) if intervals else None,
@@ -276,4 +222,4 @@ def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
     }
     if opts.stats_json is not None:
         atomic_write_json(opts.stats_json, stats)
-    return PlayResult(frames=frames, seconds=elapsed, model=models[model_idx], video=video_path, png=png, stats=stats)
+    return PlayResult(frames=frames, seconds=elapsed, model=view.model, video=video_path, png=png, stats=stats)
