@@ -1,13 +1,13 @@
 """``retrocolor live``: colorize a running emulator's window in real time.
 
-Three stages run concurrently so that a slow one never stalls the others::
+Two threads, one hand-off::
 
-    capture thread --(latest)--> inference thread --(latest)--> display (main thread, pygame)
+    worker thread (capture -> find screen -> colorize) --(latest)--> display (main thread, pygame)
 
-Each hand-off is a one-slot "latest" box: putting a new item replaces an unconsumed old one
-(counted as dropped), so nothing ever queues up and what is shown is always the colourisation of
-the newest frame that inference could take.  Capture is paced at the Game Boy's 59.73 fps, display
-shows each new result once, at most at that rate.
+The worker grabs at the Game Boy's 59.73 fps and colorizes each grab at once, so the latency is
+the sum of the stages, with no frame waiting for a busy stage.  The hand-off is a one-slot
+"latest" box: a new frame replaces one the display has not taken (counted as dropped), so
+nothing queues up; the display shows each frame the moment it arrives.
 
 A separate tracker thread polls the emulator window's geometry a few times a second: a moved
 window is followed (our window moves with it), a resized one triggers a new screen detection,
@@ -94,14 +94,6 @@ class Latest:
                 self._cv.wait(timeout)
             item, self._item = self._item, None
             return item
-
-
-@dataclass
-class Captured:
-    seq: int
-    t_capture: float  # perf_counter at the start of the grab
-    frame: np.ndarray  # BGRA
-    geometry: int  # bumps when the source size changes: re-detect the screen
 
 
 @dataclass
@@ -364,7 +356,6 @@ class LiveSession:
         self.geometry = 0
         self.viewable = True
         self.moved_to: Rect | None = None  # set by the tracker, consumed by the display
-        self.captured = Latest()
         self.colored = Latest()
         self.view = Viewer("live", model_names(opts.model), screenshot_dir=opts.screenshot_dir)
         self.want_model: int | None = None
@@ -441,8 +432,15 @@ class LiveSession:
                       else "live: the emulator window is back", file=sys.stderr)
                 was_viewable = viewable
 
-    def capture(self) -> None:
-        """Grab the source at the Game Boy's rate with one mss instance (made in this thread)."""
+    def worker(self) -> None:
+        """Grab, find the screen, colorize, hand to the display: one frame at a time, at the Game
+        Boy's rate, with one mss instance (made in this thread: X connections are per thread).
+
+        One thread for all three, not a thread each: on 2 cores beside an emulator a hand-off
+        between threads costs a wake-up (and the GIL) per frame, and a frame that waits for a
+        busy colorizer is a frame of latency.  Done in line, each capture is colorized at once:
+        the latency is the sum of the stages.  The display stays on the main thread (pygame).
+        """
         grabber = None
         try:
             sct = open_mss()
@@ -454,9 +452,10 @@ class LiveSession:
             self.finish(str(e), error=True)
             return
         pacer = Pacer(self.opts.fps, spin=False)
-        seq = 0
+        geometry_seen = -1
         try:
             while not self.stop.is_set():
+                self._maybe_switch_model()
                 with self.lock:
                     rect, geometry, viewable, size = self.rect, self.geometry, self.viewable, self.win_size
                 if not viewable or rect is None:
@@ -477,52 +476,45 @@ class LiveSession:
                     self.errors.append(f"capture: {e}")
                     time.sleep(0.05)
                     continue
-                self.t_capture.append(time.perf_counter() - t0)
-                seq += 1
-                self.n_captured = seq
-                self.captured.put(Captured(seq, t0, frame, geometry))
+                t1 = time.perf_counter()
+                self.n_captured += 1
+                if geometry != geometry_seen:
+                    self.finder.reset()
+                    geometry_seen = geometry
+                prep = self.finder(frame)
+                t2 = time.perf_counter()
+                colour = self.colorizer.colorize(prep.input)
+                t3 = time.perf_counter()
+                self.t_capture.append(t1 - t0)
+                self.t_detect.append(t2 - t1)
+                self.t_colorize.append(t3 - t2)
+                self.n_colored += 1
+                self.colored.put(Colored(self.n_captured, t0, prep.grey, colour))
                 pacer.wait()
+        except UserError as e:
+            self.finish(str(e), error=True)
+        except Exception as e:  # noqa: BLE001 - report on the main thread, do not die silently
+            self.finish(f"live filter failed: {type(e).__name__}: {e}", error=True)
         finally:
             with contextlib.suppress(Exception):
                 sct.close()  # type: ignore[attr-defined]
             if grabber is not None:
                 grabber.close()
 
-    def inference(self) -> None:
-        """Newest capture -> native screen -> colour; reloads the model when asked."""
-        geometry = -1
+    def _maybe_switch_model(self) -> None:
+        """Load the model M asked for (here, off the display thread); keep the old one if it fails."""
+        if self.want_model is None:
+            return
+        idx, self.want_model = self.want_model, None  # the next M moves on even if this one fails
         try:
-            while not self.stop.is_set():
-                if self.want_model is not None:
-                    idx, self.want_model = self.want_model, None  # the next M moves on even if this one fails
-                    try:
-                        self.colorizer = make_colorizer(self.view.models[idx], threads=self.opts.threads,
-                                                        smoothing=self.opts.smoothing)
-                        print(f"live: model {self.view.models[idx]}", file=sys.stderr)
-                    except UserError as e:
-                        # A model file replaced by a broken one while we run: keep playing.
-                        self.errors.append(str(e))
-                        print(f"live: cannot switch to {self.view.models[idx]}: {e}; keeping {self.colorizer.name}",
-                              file=sys.stderr)
-                item: Captured | None = self.captured.take(timeout=0.1)
-                if item is None:
-                    continue
-                t0 = time.perf_counter()
-                if item.geometry != geometry:
-                    self.finder.reset()
-                    geometry = item.geometry
-                prep = self.finder(item.frame)
-                t1 = time.perf_counter()
-                colour = self.colorizer.colorize(prep.input)
-                t2 = time.perf_counter()
-                self.t_detect.append(t1 - t0)
-                self.t_colorize.append(t2 - t1)
-                self.n_colored += 1
-                self.colored.put(Colored(item.seq, item.t_capture, prep.grey, colour))
+            self.colorizer = make_colorizer(self.view.models[idx], threads=self.opts.threads,
+                                            smoothing=self.opts.smoothing)
+            print(f"live: model {self.view.models[idx]}", file=sys.stderr)
         except UserError as e:
-            self.finish(str(e), error=True)
-        except Exception as e:  # noqa: BLE001 - report on the main thread, do not die silently
-            self.finish(f"inference failed: {type(e).__name__}: {e}", error=True)
+            # A model file replaced by a broken one while we run: keep playing.
+            self.errors.append(str(e))
+            print(f"live: cannot switch to {self.view.models[idx]}: {e}; keeping {self.colorizer.name}",
+                  file=sys.stderr)
 
     def finish(self, reason: str, error: bool = False) -> None:
         if not self.stop.is_set():
@@ -562,8 +554,7 @@ class LiveSession:
                   f"{self.screen.width}x{self.screen.height} screen beside the emulator", file=sys.stderr)
         if o.on_top:
             print(f"live: {display.on_top_note}", file=sys.stderr)
-        threads = [threading.Thread(target=self.capture, name="capture", daemon=True),
-                   threading.Thread(target=self.inference, name="inference", daemon=True)]
+        threads = [threading.Thread(target=self.worker, name="capture+colorize", daemon=True)]
         if self.source is not None:
             threads.append(threading.Thread(target=self.tracker, name="tracker", daemon=True))
         for t in threads:
@@ -696,7 +687,7 @@ class LiveSession:
             "frames": self.n_shown,
             "frames_captured": self.n_captured,
             "frames_colorized": self.n_colored,
-            "dropped": {"before_inference": self.captured.dropped, "before_display": self.colored.dropped},
+            "dropped": {"before_display": self.colored.dropped},
             "stages": {"capture": stage_stats(self.t_capture), "detect_sample": stage_stats(self.t_detect),
                        "colorize": stage_stats(self.t_colorize), "display": stage_stats(self.t_display)},
             "capture_to_display": stage_stats(self.latency),

@@ -36,7 +36,8 @@ def _link(target: Path, link: Path) -> None:
     link.symlink_to(target.resolve(), target_is_directory=True)
 
 
-def split(corpus: Path, out: Path, shared: Path | None, test: int, val: int, min_twins: int, seed: int) -> dict:
+def split(corpus: Path, out: Path, shared: Path | None, test: int, val: int, min_twins: int, seed: int,
+          shared_repeat: int = 1) -> dict:
     """Write ``out/{train,val,test}/GAME`` (links to the game folders) and ``out/split.json``."""
     summary = json.loads((corpus / "summary.json").read_text(encoding="utf-8"))["games"]
     done = {g: r for g, r in summary.items() if r["status"] in ("done", "stalled", "budget", "timeout")
@@ -59,7 +60,13 @@ def split(corpus: Path, out: Path, shared: Path | None, test: int, val: int, min
         for g in sorted(p for p in shared.iterdir() if p.is_dir()):
             _link(g, out / "train" / f"shared-{g.name}")
             extra.append(g.name)
+            # Games with real twins are the ones whose monochrome figures the card keeps: repeat
+            # them so that 21 games are not drowned by 300 (the loader samples games evenly).
+            if (g / "dmg").is_dir():
+                for k in range(1, shared_repeat):
+                    _link(g, out / "train" / f"shared{k}-{g.name}")
     doc = {"corpus": str(corpus), "seed": seed, "min_twins": min_twins, "pool": len(pool),
+           "shared": str(shared) if shared is not None else None, "shared_repeat": shared_repeat,
            "test": sets["test"], "val": sets["val"], "train_corpus": sets["train"], "train_shared": extra,
            "twins": {g: done[g]["twins"] for g in held}}
     atomic_write_json(out / "split.json", doc)
@@ -173,13 +180,82 @@ def ship(split_dir: Path, monochrome: Path, recipe: str, unseen_json: Path, weig
     return card
 
 
+def ship_unseen(split_dir: Path, onnx: Path, recipe: str, unseen_json: Path, weights_dir: Path,
+                shared_split: Path, index: Path, bench_json: Path | None) -> dict:
+    """Ship ``onnx`` as its own model, ``weights/unseen.onnx``: the one for monochrome games never seen.
+
+    The default router keeps its monochrome branch (the corpus-trained net forgets the 11 games
+    the default knows best, see the README), so the corpus model ships beside it.  Its card: what
+    it is for, the training recipe, every training game with developer and licence field (credit
+    to Homebrew Hub), the held-out games' per-game figures from ``unseen_json`` (real monochrome
+    input), and the card-split figures of the 21 shared games (L, 4-shade and real twins), which
+    the weights tests re-measure.
+    """
+    from models.evaluate import evaluate
+    from utils.fsio import atomic_write_bytes
+
+    doc = json.loads((split_dir / "split.json").read_text(encoding="utf-8"))
+    src_card = json.loads(onnx.with_suffix(".json").read_text(encoding="utf-8"))
+    out = weights_dir / "unseen.onnx"
+    atomic_write_bytes(out, onnx.read_bytes())
+    test, train = sorted((shared_split / "test").iterdir()), sorted((shared_split / "train").iterdir())
+    held: dict = {"what": "test blocks of the card split of ../shared/data/gbc (retrocolor dataset split, 20 blocks, "
+                          "gap 2, seed 0); its train blocks were among the training data. Baselines: gray, and a "
+                          "lookup table fitted on the train blocks", "fp32": {}}
+    for mode in ("L", "dmg4", "dmg"):
+        rep = evaluate(out, test, input_mode=mode, baseline_train=train, show_progress=False)
+        held["fp32"][mode] = {"overall": rep["overall"], "baselines": rep["baselines"],
+                              "per_game": {g: {k: v for k, v in m.items() if k != "look"}
+                                           for g, m in rep["per_game"].items()}}
+        print(f"card split, {mode}: mse_ab {rep['overall']['mse_ab']:.4f} acc10 {rep['overall']['acc10']:.3f} "
+              f"(gray {rep['baselines']['gray']['mse_ab']:.4f})")
+    unseen = json.loads(unseen_json.read_text(encoding="utf-8"))
+    shipped = unseen.get(str(onnx)) or next(iter(unseen.values()))
+    keep = ("name", "arch", "arch_kwargs", "normalisation", "onnx", "parity_max_abs", "fp32_ms")
+    card = {k: src_card[k] for k in keep if k in src_card}
+    card["name"] = "unseen"
+    card["description"] = ("for monochrome games it has never seen: unet_small trained on the real monochrome twins "
+                           f"of {len(doc['train_corpus'])} homebrew games rendered from ROMs plus the 21 games of "
+                           "../shared; cautious colours, one per (8x8 tile, shade) like Color hardware")
+    meta = src_card.get("checkpoint_meta", {})
+    card["params"] = meta.get("params") or src_card.get("params")
+    card["macs_160x144"] = meta.get("macs_160x144") or src_card.get("macs_160x144")
+    card["decode"] = {"temperature": meta.get("temperature"), "tile_snap": meta.get("tile_snap")}
+    card["training"] = {"recipe": recipe, "data": "retrocolor dataset render corpus (../shared/roms dual + cgb) "
+                        "and the train blocks of ../shared/data/gbc; games of split.json's test and val sets held out",
+                        "epochs": meta.get("epochs"), "best_epoch": meta.get("best_epoch"),
+                        "val_metrics": meta.get("val_metrics")}
+    card["training_games"] = credits(doc, index)
+    card["held_out"] = held
+    card["unseen_games"] = {
+        "what": "real monochrome twins of dual-mode games held out by game (scripts/unseen.py split, seed "
+                f"{doc['seed']}); baselines: grey, the boot ROM's default palette, the best boot palette per game "
+                "with hindsight",
+        "games": doc["test"], "by_game": shipped["by_game"],
+        "per_game": {g: {"mse_ab": m["mse_ab"], "ratio_to_gray": m["ratio_to_gray"], "look": m["look"],
+                         "n_frames": m["n_frames"],
+                         "boot_best": {k: m["baselines"]["boot_best"][k] for k in ("mse_ab", "palette")},
+                         "boot_default_mse_ab": m["baselines"]["boot_default"]["mse_ab"],
+                         "gray_mse_ab": m["baselines"]["gray"]["mse_ab"]}
+                     for g, m in shipped["per_game"].items()},
+    }
+    card["latency"] = json.loads(bench_json.read_text(encoding="utf-8")) if bench_json else {}
+    card["default"] = False
+    atomic_write_json(weights_dir / "unseen.json", card)
+    return card
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sp = sub.add_parser("split", help="hold out dual-mode games by seed")
     sp.add_argument("corpus", type=Path)
     sp.add_argument("-o", "--out", type=Path, required=True)
-    sp.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data" / "gbc")
+    sp.add_argument("--shared", type=Path, default=ROOT / "runs" / "compare" / "split" / "train",
+                    help="more training games: the *train* split of ../shared/data/gbc (retrocolor dataset split "
+                         "../shared/data/gbc -o runs/compare/split), so the model cards' test frames stay unseen")
+    sp.add_argument("--shared-repeat", type=int, default=1,
+                    help="link each --shared game that has monochrome twins this many times (oversampling)")
     sp.add_argument("--test", type=int, default=30)
     sp.add_argument("--val", type=int, default=10)
     sp.add_argument("--min-twins", type=int, default=30)
@@ -202,10 +278,19 @@ def main() -> int:
                     help="the card's split of ../shared/data/gbc (retrocolor dataset split ../shared/data/gbc -o ...)")
     sp.add_argument("--weights", type=Path, default=ROOT / "weights")
     sp.add_argument("--index", type=Path, default=ROOT.parent / "shared" / "roms" / "index.tsv")
+    sp = sub.add_parser("ship-unseen", help="ship the corpus model as weights/unseen.onnx with its card")
+    sp.add_argument("split", type=Path)
+    sp.add_argument("--onnx", type=Path, required=True, help="the exported model (.onnx, with its .json card)")
+    sp.add_argument("--unseen-json", type=Path, required=True, help="`eval --games test` output that holds it")
+    sp.add_argument("--recipe", required=True, help="the commands that trained and exported it, for the card")
+    sp.add_argument("--bench-json", type=Path, default=None, help="`retrocolor bench --json` of it")
+    sp.add_argument("--shared-split", type=Path, default=ROOT / "runs" / "compare" / "split")
+    sp.add_argument("--weights", type=Path, default=ROOT / "weights")
+    sp.add_argument("--index", type=Path, default=ROOT.parent / "shared" / "roms" / "index.tsv")
     a = ap.parse_args()
     try:
         if a.cmd == "split":
-            doc = split(a.corpus, a.out, a.shared, a.test, a.val, a.min_twins, a.seed)
+            doc = split(a.corpus, a.out, a.shared, a.test, a.val, a.min_twins, a.seed, a.shared_repeat)
             print(f"pool: {doc['pool']} dual games with >= {a.min_twins} twins; test {len(doc['test'])}, "
                   f"val {len(doc['val'])}; train: {len(doc['train_corpus'])} corpus games + "
                   f"{len(doc['train_shared'])} of ../shared -> {a.out}")
@@ -215,6 +300,8 @@ def main() -> int:
             print(init_checkpoint(a.out, a.router))
         elif a.cmd == "eval":
             evaluate_models(a.split, a.models, a.games, a.json, a.limit_per_game)
+        elif a.cmd == "ship-unseen":
+            ship_unseen(a.split, a.onnx, a.recipe, a.unseen_json, a.weights, a.shared_split, a.index, a.bench_json)
         else:
             ship(a.split, a.monochrome, a.recipe, a.unseen_json, a.weights, a.shared_split, a.index)
     except UserError as e:
