@@ -35,13 +35,13 @@ from dataset import color
 from models.checkpoint import load_model, resolve_checkpoint
 from utils.errors import UserError
 from utils.fsio import atomic_path, atomic_write_json
+from utils.geometry import NATIVE_H, NATIVE_W
 from utils.images import list_images, read_gray, read_rgb
 
 OPSET = 17
 FORMAT = "retrocolor-onnx-1"
 #: fp32 export must match torch this closely (ab/128 units); typical is ~1e-6.
 FP32_TOLERANCE = 1e-3
-NATIVE_W, NATIVE_H = 160, 144
 
 
 # ----------------------------------------------------------------------------- frames
