@@ -160,7 +160,7 @@ def test_resume_is_bit_exact(data2: Path, tmp_path: Path) -> None:
     full = tmp_path / "full"
     train(cfg_for(data2, full, **kw))
     part = tmp_path / "part"
-    res = train(cfg_for(data2, part, stop_after_epoch=2, **kw))
+    res = train(cfg_for(data2, part, **kw), on_epoch_end=lambda e: e.epoch >= 2)  # stop as if killed
     assert res.stopped_early and len(log_rows(part)) == 2
     train(cfg_for(data2, part, resume=True, **kw))
     a, b = final_weights(full), final_weights(part)
@@ -234,11 +234,11 @@ def test_dmg_look_and_twin_inputs(data2: Path) -> None:
 
 def test_val_input_twin_validates_on_the_monochrome_twins(data2: Path) -> None:
     """--val-input twin: validation keeps the frames that have a twin and feeds the twin's L."""
-    from models.train import _val_inputs
+    from models.train import val_inputs
 
     fs = load_frames([data2], size=None, show_progress=False)
-    full = _val_inputs(fs)
-    twin = _val_inputs(fs, "twin")
+    full = val_inputs(fs)
+    twin = val_inputs(fs, "twin")
     has = np.flatnonzero(fs.has_dmg)
     assert len(full) == 20 and len(twin) == len(has) == 4
     assert torch.equal(twin.L, full.twin_L[has])  # the twin's shades, not the frame's own L
@@ -246,7 +246,7 @@ def test_val_input_twin_validates_on_the_monochrome_twins(data2: Path) -> None:
     assert not torch.equal(twin.L, full.L[has])
     no_twins = fs.subset(np.flatnonzero(~fs.has_dmg))
     with pytest.raises(UserError, match="no monochrome twins"):
-        _val_inputs(no_twins, "twin")
+        val_inputs(no_twins, "twin")
 
 
 def test_unknown_palette_remap(data2: Path) -> None:
