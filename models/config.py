@@ -29,8 +29,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "reference": dict(epochs=30, batch_size=32, lr=1e-3, loss="mse", optimizer="rmsprop", schedule="constant",
                       weight_decay=0.0, crop=None, hflip=False, dmg_aug=0.0, twin_prob=0.0, l_remap=0.0),
     # Our defaults: AdamW + warm-up/cosine, the model's preferred loss, crops, flips, DMG look
-    # and real twins.
-    "ours": dict(epochs=30, batch_size=32, lr=2e-3, loss=None, optimizer="adamw", schedule="cosine",
+    # and real twins.  epochs=None: the schedule scales with the data (models.schedule.plan).
+    "ours": dict(epochs=None, batch_size=32, lr=2e-3, loss=None, optimizer="adamw", schedule="cosine",
                  weight_decay=1e-4, crop=128, hflip=True, dmg_aug=0.25, twin_prob=0.25, l_remap=0.0),
 }
 #: NoGAN schedule: critic pre-training steps, then adversarial epochs at a lower lr.
@@ -71,7 +71,8 @@ class TrainConfig:
     preset: str = option("ours", "reference: MSE, RMSprop lr 1e-3, batch 32, 30 epochs, as the articles",
                          choices=["ours", "reference"])
     epochs: int | None = option(None, "passes over the data", resume="new", type=int,
-                                default_text="the preset's, 30")
+                                default_text="scaled to the data (at least ~2000 steps in all, with an early "
+                                "stop) unless --steps-per-epoch is given (then 30); reference preset: 30")
     batch_size: int | None = option(None, "samples per step", type=int, default_text="the preset's, 32 for both")
     lr: float | None = option(None, "peak learning rate", type=float,
                               default_text="the preset's; ours 2e-3 AdamW cosine, reference 1e-3")
@@ -93,8 +94,15 @@ class TrainConfig:
     #: Start from this checkpoint's weights (every tensor whose name and shape match): fine-tuning.
     init: Path | None = option(None, "start from this checkpoint's weights (fine-tuning; tensors whose name and "
                                "shape match)", type=Path, default_text=None)
-    steps_per_epoch: int | None = option(None, "cap the steps per epoch (quick runs)", type=int,
-                                         default_text="one pass over the data")
+    steps_per_epoch: int | None = option(None, "optimizer steps per epoch, at most one pass over the data "
+                                         "(quick runs)", type=int,
+                                         default_text="one pass; scaled to the data when --epochs is not given "
+                                         "either")
+    #: Stop when the validation mse_ab has not improved for this many epochs (0: never).
+    patience: int | None = option(None, "stop when validation mse_ab has not improved for N epochs (0: never)",
+                                  resume="new", type=int,
+                                  default_text="with the data-scaled schedule a quarter of its epochs (at least "
+                                  "5), else never")
     limit_per_game: int | None = option(None, "use at most N frames per game", type=int, default_text="all")
     val_fraction: float = option(0.1, "share of each game (its last frames in play order) held out without --val",
                                  type=float)
@@ -160,7 +168,7 @@ class TrainConfig:
         if c.loss is None:
             c.loss = models.entry(c.arch).loss
         checks = [
-            (c.epochs is not None and c.epochs >= 1, "--epochs must be at least 1"),
+            (c.epochs is None or c.epochs >= 1, "--epochs must be at least 1"),
             (c.batch_size is not None and c.batch_size >= 1, "--batch-size must be at least 1"),
             (c.lr is not None and c.lr > 0, "--lr must be positive"),
             (c.crop is None or (c.crop >= 8 and c.crop % 8 == 0), "--crop must be a positive multiple of 8"),
@@ -168,6 +176,7 @@ class TrainConfig:
             (0.0 <= float(c.twin_prob or 0) <= 1.0, "--twin-prob must be a probability in [0, 1]"),
             (0.0 <= float(c.l_remap or 0) <= 1.0, "--l-remap must be a probability in [0, 1]"),
             (c.steps_per_epoch is None or c.steps_per_epoch >= 1, "--steps-per-epoch must be at least 1"),
+            (c.patience is None or c.patience >= 0, "--patience must be 0 (never stop early) or more"),
             (c.limit_per_game is None or c.limit_per_game >= 1, "--limit-per-game must be at least 1"),
             (0.0 <= c.val_fraction < 1.0, "--val-fraction must be in [0, 1)"),
             (c.val_input in ("L", "twin"), "--val-input must be L or twin"),

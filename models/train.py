@@ -11,12 +11,16 @@ Exact resume: every epoch's order and augmentation come from a generator derived
 global step, and the model, optimiser, scaler and RNG states are saved at each epoch's end.  So
 "4 epochs" and "2 epochs, then --resume to 4" give bit-identical weights on CPU.  A kill loses
 at most the epoch in progress.
+
+Progress: a tqdm bar per epoch on a terminal; elsewhere (logs, CI, nohup) one line per epoch on
+stderr with the train loss, validation metric, time and ETA.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +43,7 @@ from models.metrics import frame_metrics
 from models.schedule import Plan, lr_at, plan
 from models.state import flatten_state, load_state, resume_config, rng_state, save_state, set_rng_state, unflatten_state
 from utils.errors import UserError
-from utils.progress import progress
+from utils.progress import bars_enabled, progress
 
 __all__ = ["PRESETS", "EpochEnd", "TrainConfig", "TrainResult", "add_arguments", "default_cache_dir",
            "flatten_state", "load_state", "save_state", "train", "train_one_epoch", "unflatten_state", "validate"]
@@ -57,6 +61,8 @@ class TrainResult:
     last_path: Path
     gan_path: Path | None = None
     stopped_early: bool = False
+    #: Set when the early stop ended the run: the epoch it stopped after.
+    early_stop_epoch: int | None = None
     notes: list[str] = field(default_factory=list)
     #: False on DDP ranks other than 0: they print nothing (rank 0 speaks for the run).
     main: bool = True
@@ -74,6 +80,9 @@ class TrainResult:
         if self.gan_path is not None:
             lines.append(f"gan:  {self.gan_path}")
         lines.append(f"log:  {self.run / 'log.csv'}  curves: {self.run / 'loss.png'}  samples: {self.run / 'samples'}")
+        if self.early_stop_epoch is not None:
+            lines.append(f"early stop after epoch {self.early_stop_epoch}: validation had not improved since epoch "
+                         f"{self.best_epoch}")
         if self.stopped_early:
             lines.append("stopped before the last epoch; continue with --resume")
         lines.extend(self.notes)
@@ -138,9 +147,10 @@ class Batches:
             raise UserError(f"{frames} training frames cannot fill one batch on {d.world} processes")
         return cls(frames, gbs, per_rank)
 
-    def order(self, gen: torch.Generator) -> torch.Tensor:
-        """The epoch's frame order: one shuffled pass."""
-        return torch.randperm(self.frames, generator=gen)
+    def order(self, gen: torch.Generator, steps: int) -> torch.Tensor:
+        """The epoch's frame order: one shuffled pass, or as many as ``steps`` batches need."""
+        passes = max(1, -(-steps * self.size // self.frames))
+        return torch.cat([torch.randperm(self.frames, generator=gen) for _ in range(passes)])
 
     def build(self, data: TensorData, idx: torch.Tensor, gen: torch.Generator, aug: Augment, d: Dist,
               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -198,6 +208,11 @@ class Run:
         """tqdm's ``disable``: True hides the bars, None lets utils.progress decide (terminal or not)."""
         return None if (self.cfg.show_progress and self.d.main) else True
 
+    @property
+    def epoch_lines(self) -> bool:
+        """One progress line per epoch on stderr where the bars are hidden (logs, CI)."""
+        return self.cfg.show_progress and self.d.main and not bars_enabled()
+
 
 # ------------------------------------------------------------------------- train
 def train(cfg: TrainConfig, on_epoch_end: EpochCallback | None = None) -> TrainResult:
@@ -225,8 +240,14 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, on_epoch_end: EpochC
     if state is not None:
         cfg = resume_config(cfg, state)
     r = _setup(cfg, d, device, state)
-    stopped, ran = False, False
+    if cfg.show_progress and d.main:
+        print(r.plan.describe(r.batches.frames, r.batches.size), file=sys.stderr, flush=True)
+    stopped, early_stop, ran = False, None, False
+    durations: list[float] = []
     for epoch in range(r.start_epoch, r.plan.epochs + 1):
+        if r.plan.patience and epoch - 1 - r.best_epoch >= r.plan.patience:
+            early_stop = epoch - 1
+            break
         ran = True
         t0 = time.time()
         train_loss, lr = train_one_epoch(r, epoch)
@@ -244,6 +265,9 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, on_epoch_end: EpochC
             write_png(r.out / "samples" / f"epoch_{epoch:03d}.png", _sample_grid(r))
         save_checkpoint(r, epoch, "generator", vm, improved)
         ddp.barrier(d)
+        durations.append(seconds)
+        if r.epoch_lines:
+            print(_epoch_line(r, epoch, train_loss, vm, durations), file=sys.stderr, flush=True)
         if on_epoch_end is not None:
             info = EpochEnd(epoch=epoch, epochs=r.plan.epochs, step=r.step, train_loss=train_loss, val=vm,
                             best_epoch=r.best_epoch, seconds=seconds, model=r.model)
@@ -260,7 +284,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, on_epoch_end: EpochC
         gan_path = nogan(r)
     return TrainResult(run=r.out, best_epoch=r.best_epoch, epochs=r.plan.epochs, best_val=r.best,
                        best_path=r.out / "best.safetensors", last_path=r.out / "last.safetensors", gan_path=gan_path,
-                       stopped_early=stopped, notes=r.notes, main=d.main)
+                       stopped_early=stopped, early_stop_epoch=early_stop, notes=r.notes, main=d.main)
 
 
 def _setup(cfg: TrainConfig, d: Dist, device: torch.device, state: dict[str, Any] | None) -> Run:
@@ -291,7 +315,7 @@ def _setup(cfg: TrainConfig, d: Dist, device: torch.device, state: dict[str, Any
         torch.backends.cudnn.benchmark = True
     class_weights = _class_weights(cfg, model, data, device)
     batches = Batches.for_data(len(data), int(cfg.batch_size or 1), d)
-    run_plan = plan(len(data), batches.size, cfg.epochs, cfg.steps_per_epoch)
+    run_plan = plan(len(data), batches.size, cfg.epochs, cfg.steps_per_epoch, cfg.patience)
     fwd = ddp.wrap(d, TrainForward(model), device)
     opt = _make_optimizer(cfg, model.parameters())
     meta_base = {
@@ -337,7 +361,7 @@ def train_one_epoch(r: Run, epoch: int) -> tuple[float, float]:
 
     steps, gbs = r.plan.steps_per_epoch, r.batches.size
     gen = epoch_generator(r.cfg.seed, epoch)
-    order = r.batches.order(gen)
+    order = r.batches.order(gen, steps)
     bar = progress(range(steps), desc=f"epoch {epoch}/{r.plan.epochs}", unit="step", disable=r.quiet)
     loss_sum, lr = 0.0, float(r.cfg.lr or 0)
     for s in bar:
@@ -416,6 +440,19 @@ def save_checkpoint(r: Run, epoch: int, phase: str, vm: dict[str, float], improv
         "rng": rng_state(), "best": r.best, "best_epoch": r.best_epoch, "log": r.log_rows,
     }
     save_state(r.out, st)
+
+
+def _fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _epoch_line(r: Run, epoch: int, train_loss: float, vm: dict[str, float], durations: list[float]) -> str:
+    """``epoch 3/40: train loss 1.2345, val mse_ab 0.01234 (best 0.01200 @2), acc10 41.0%, 12.3 s, ETA 7m24s``."""
+    eta = sum(durations) / len(durations) * (r.plan.epochs - epoch)
+    return (f"epoch {epoch}/{r.plan.epochs}: train loss {train_loss:.4f}, val mse_ab {vm['mse_ab']:.5f} "
+            f"(best {r.best['mse_ab']:.5f} @{r.best_epoch}), acc10 {100 * vm['acc10']:.1f}%, "
+            f"{durations[-1]:.1f} s, ETA {_fmt_seconds(eta)}")
 
 
 # ------------------------------------------------------------------------- setup helpers

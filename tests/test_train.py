@@ -16,6 +16,7 @@ import models
 import retrocolor
 from dataset.color import AB_SCALE, DMG_LEVELS_L, posterize_l, rgb_to_l, rgb_to_lab
 from dataset.loader import load_frames
+from models import schedule
 from models.checkpoint import load_model
 from models.data import (
     Augment,
@@ -151,6 +152,75 @@ def test_alpha_demo_overfits_one_frame(tmp_path: Path) -> None:
     # Measured: model ~0.0004, LUT ~0.0147, gray ~0.054.
     assert mse < 0.0015, mse
     assert mse < lut_mse / 10, (mse, lut_mse)
+
+
+# ----------------------------------------------------------------------------- run length and progress
+def test_default_schedule_scales_with_the_data() -> None:
+    """No --epochs/--steps-per-epoch: enough steps whatever the data size, an early stop, and
+    epochs that see small data several times; explicit flags keep their classic meaning."""
+    small, big = schedule.plan(66, 32), schedule.plan(5000, 32)
+    assert small.auto and big.auto
+    assert small.total_steps >= schedule.MIN_TOTAL_STEPS and big.total_steps >= schedule.MIN_TOTAL_STEPS
+    assert small.steps_per_epoch * 32 >= 10 * 66  # a tiny game: each epoch is many passes of fresh crops
+    assert big.steps_per_epoch == 5000 // 32 and big.epochs == schedule.DEFAULT_EPOCHS  # one pass, 30 epochs
+    for n in (10, 66, 300, 1000, 5000, 50_000):
+        p = schedule.plan(n, 32)
+        assert p.steps_per_epoch * 32 >= min(n, 32) * (n // 32 or 1) // max(1, n // 32)  # at least a pass
+        assert p.total_steps >= schedule.MIN_TOTAL_STEPS
+        assert schedule.MIN_PATIENCE <= p.patience < p.epochs
+    assert [schedule.plan(n, 32).total_steps for n in (66, 5000, 50_000)] == sorted(
+        schedule.plan(n, 32).total_steps for n in (66, 5000, 50_000))
+    # Explicit flags win; the other one keeps its classic value; no early stop unless asked.
+    assert schedule.plan(66, 32, epochs=3) == schedule.Plan(3, 2, 0, auto=False)
+    assert schedule.plan(5000, 32, steps_per_epoch=5) == schedule.Plan(schedule.DEFAULT_EPOCHS, 5, 0, auto=False)
+    assert schedule.plan(5000, 32, epochs=3, patience=2).patience == 2
+    assert schedule.plan(66, 32, patience=0).patience == 0
+
+
+def test_non_tty_run_prints_one_line_per_epoch(data2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the tqdm bars are hidden (stderr is not a terminal) each epoch prints one line."""
+    monkeypatch.delenv("RETROCOLOR_PROGRESS", raising=False)
+    train(cfg_for(data2, tmp_path / "run", epochs=2, show_progress=True))
+    err = capsys.readouterr().err.splitlines()
+    lines = [ln for ln in err if ln.startswith("epoch ")]
+    assert [ln.split(":")[0] for ln in lines] == ["epoch 1/2", "epoch 2/2"], err
+    assert all("train loss" in ln and "val mse_ab" in ln and " s, ETA " in ln for ln in lines), lines
+    assert any(ln.startswith("schedule (as given): 2 epochs") for ln in err), err
+    # With bars forced on (as on a terminal) the bars report instead: no epoch lines.
+    monkeypatch.setenv("RETROCOLOR_PROGRESS", "1")
+    train(cfg_for(data2, tmp_path / "tty", epochs=1, show_progress=True))
+    assert not [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("epoch 1/1:")]
+
+
+def test_early_stop_after_patience_epochs_without_improvement(data2: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """--patience N: the run ends once val mse_ab has not improved for N epochs; a resume of
+    such a run has nothing left to do."""
+    import models.train as mt
+
+    curve = iter([0.5, 0.4, 0.45, 0.41, 0.3, 0.2, 0.1, 0.05] * 2)
+    monkeypatch.setattr(mt, "validate", lambda *a, **k: {"loss": 1.0, "mse_ab": next(curve), "acc10": 0.5})
+    run = tmp_path / "run"
+    res = train(cfg_for(data2, run, epochs=8, steps_per_epoch=1, patience=2))
+    assert res.best_epoch == 2 and res.early_stop_epoch == 4
+    assert [r["epoch"] for r in log_rows(run)] == ["1", "2", "3", "4"]
+    assert "early stop after epoch 4" in str(res) and "--resume" not in str(res)
+    again = train(cfg_for(data2, run, epochs=8, steps_per_epoch=1, patience=2, resume=True))
+    assert again.early_stop_epoch == 4 and len(log_rows(run)) == 4
+
+
+def test_data_scaled_run_takes_several_passes_per_epoch(data2: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --epochs/--steps-per-epoch the plan is scaled to the data (shrunk here to stay fast)."""
+    monkeypatch.setattr(schedule, "MIN_TOTAL_STEPS", 10)
+    monkeypatch.setattr(schedule, "MIN_EPOCH_STEPS", 6)
+    monkeypatch.setattr(schedule, "DEFAULT_EPOCHS", 1)
+    run = tmp_path / "auto"
+    res = train(cfg_for(data2, run, epochs=None))
+    rows = log_rows(run)
+    assert res.epochs == 2 and [r["step"] for r in rows] == ["6", "12"]  # 16 frames / batch 4: 1.5 passes
+    assert res.best_epoch in (1, 2)
 
 
 # ----------------------------------------------------------------------------- resume
