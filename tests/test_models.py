@@ -88,6 +88,17 @@ def test_per_model_training_defaults_live_with_the_model() -> None:
     assert models.entry("unet").data_kwargs(["a", "b"]) == {}
 
 
+def test_importing_models_needs_no_torch() -> None:
+    """``import models`` (and the option modules the CLI parser uses) stays torch-free."""
+    import subprocess
+    import sys
+
+    code = ("import sys, models, models.config, models.cli, models.schedule, retrocolor; "
+            "retrocolor.build_parser(); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_param_counts() -> None:
     assert abs(models.count_params(_make("v0")) - 32_000) / 32_000 < 0.03
     assert abs(models.count_params(_make("v1")) - 974_000) / 974_000 < 0.03
