@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import ROOT
+from helpers import ROOT, lightness_twin, write_game
 from safetensors.torch import load_file
-from test_train import write_game
 
 import models
 from models.checkpoint import load_model
@@ -47,8 +46,8 @@ if str(result):
 
 def test_two_process_gloo_run(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    write_game(data, "alpha", 10, 1)
-    write_game(data, "beta", 10, 2)
+    for name, seed in (("alpha", 1), ("beta", 2)):  # 48x40 frames, as test_train's
+        write_game(data / name, 10, seed, w=48, h=40, twin=lightness_twin, name="f{:04d}.png")
     run, dbg = tmp_path / "ddp", tmp_path / "ranks"
     launcher = tmp_path / "launch.py"
     launcher.write_text(LAUNCHER)

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 import cv2
+import helpers
 import numpy as np
 import pytest
 import torch
-from conftest import make_game_frames, shared_path
+from helpers import make_game_frames, shared_path
 
 import models
 import retrocolor
@@ -39,17 +40,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_game(root: Path, name: str, n: int, seed: int, twins: int = 0, w: int = W, h: int = H) -> Path:
-    """A game folder of ``n`` synthetic frames; the first ``twins`` get DMG twins in dmg/."""
-    d = root / name
-    d.mkdir(parents=True)
-    frames = make_game_frames(n, seed, w=w, h=h)
-    for i, f in enumerate(frames):
-        write_png(d / f"f{i:04d}.png", f)
-        if i < twins:
-            (d / "dmg").mkdir(exist_ok=True)
-            shade = np.digitize(rgb_to_l(f), [25, 50, 75])
-            write_png(d / "dmg" / f"f{i:04d}.png", np.array([0, 85, 170, 255], np.uint8)[shade])
-    return d
+    """Game folder ``root/name`` of ``n`` small synthetic frames ``fNNNN.png``; the first ``twins``
+    get DMG twins (CIE L bands) in dmg/."""
+    helpers.write_game(root / name, n, seed, twins, w=w, h=h, twin=helpers.lightness_twin, name="f{:04d}.png")
+    return root / name
 
 
 @pytest.fixture
