@@ -88,6 +88,17 @@ def all_mean(d: Dist, value: float, device: torch.device) -> float:
     return float(t.item()) / d.world
 
 
+def main_decides(d: Dist, flag: bool, device: torch.device) -> bool:
+    """Rank 0's ``flag`` on every rank (decisions from rank-0-only state, e.g. the early stop)."""
+    if not d.active:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
 def average_gradients(d: Dist, module: nn.Module) -> None:
     """Average ``module``'s gradients over the ranks by hand (for a module DDP does not wrap)."""
     if not d.active:

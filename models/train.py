@@ -245,32 +245,20 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, on_epoch_end: EpochC
     stopped, early_stop, ran = False, None, False
     durations: list[float] = []
     for epoch in range(r.start_epoch, r.plan.epochs + 1):
-        if r.plan.patience and epoch - 1 - r.best_epoch >= r.plan.patience:
+        if _patience_exhausted(r, epoch - 1):
             early_stop = epoch - 1
             break
         ran = True
         t0 = time.time()
         train_loss, lr = train_one_epoch(r, epoch)
         vm = _validate_main(r)
-        improved = d.main and vm["mse_ab"] < r.best["mse_ab"]
-        if improved:
-            r.best, r.best_epoch = dict(vm), epoch
-        seconds = time.time() - t0
-        r.log_rows.append({"epoch": epoch, "step": r.step, "phase": "generator", "train_loss": train_loss,
-                           "val_loss": vm["loss"], "val_mse_ab": vm["mse_ab"], "val_acc10": vm["acc10"], "lr": lr,
-                           "seconds": round(seconds, 3)})
-        if d.main:
-            from utils.images import write_png
-
-            write_png(r.out / "samples" / f"epoch_{epoch:03d}.png", _sample_grid(r))
-        save_checkpoint(r, epoch, "generator", vm, improved)
-        ddp.barrier(d)
-        durations.append(seconds)
+        _end_epoch(r, epoch, train_loss, lr, vm, time.time() - t0)
+        durations.append(time.time() - t0)
         if r.epoch_lines:
             print(_epoch_line(r, epoch, train_loss, vm, durations), file=sys.stderr, flush=True)
         if on_epoch_end is not None:
             info = EpochEnd(epoch=epoch, epochs=r.plan.epochs, step=r.step, train_loss=train_loss, val=vm,
-                            best_epoch=r.best_epoch, seconds=seconds, model=r.model)
+                            best_epoch=r.best_epoch, seconds=durations[-1], model=r.model)
             if on_epoch_end(info) and epoch < r.plan.epochs:
                 stopped = True
                 break
@@ -285,6 +273,29 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, on_epoch_end: EpochC
     return TrainResult(run=r.out, best_epoch=r.best_epoch, epochs=r.plan.epochs, best_val=r.best,
                        best_path=r.out / "best.safetensors", last_path=r.out / "last.safetensors", gan_path=gan_path,
                        stopped_early=stopped, early_stop_epoch=early_stop, notes=r.notes, main=d.main)
+
+
+def _patience_exhausted(r: Run, epoch: int) -> bool:
+    """Early stop: ``plan.patience`` epochs up to ``epoch`` without a better val mse_ab (rank 0 decides)."""
+    if not r.plan.patience:
+        return False
+    return ddp.main_decides(r.d, epoch - r.best_epoch >= r.plan.patience, r.device)
+
+
+def _end_epoch(r: Run, epoch: int, train_loss: float, lr: float, vm: dict[str, float], seconds: float) -> None:
+    """Book-keeping after an epoch: best so far, log row, sample grid, checkpoint; all ranks wait."""
+    improved = r.d.main and vm["mse_ab"] < r.best["mse_ab"]
+    if improved:
+        r.best, r.best_epoch = dict(vm), epoch
+    r.log_rows.append({"epoch": epoch, "step": r.step, "phase": "generator", "train_loss": train_loss,
+                       "val_loss": vm["loss"], "val_mse_ab": vm["mse_ab"], "val_acc10": vm["acc10"], "lr": lr,
+                       "seconds": round(seconds, 3)})
+    if r.d.main:
+        from utils.images import write_png
+
+        write_png(r.out / "samples" / f"epoch_{epoch:03d}.png", _sample_grid(r))
+    save_checkpoint(r, epoch, "generator", vm, improved)
+    ddp.barrier(r.d)
 
 
 def _setup(cfg: TrainConfig, d: Dist, device: torch.device, state: dict[str, Any] | None) -> Run:
