@@ -10,10 +10,12 @@ train with extra heads (class logits over ab bins, a game classifier) also provi
     >>> models.list_models()
     ['fusion', 'unet', 'unet_lut', 'unet_lut_fast', 'unet_small', 'v0', 'v1', 'v2']
 
-Importing ``models`` itself is cheap and does not import torch, so the command line can build
-its parser from the torch-free option modules (:mod:`models.config`, :mod:`models.cli`).
-The registry functions below, and every module with networks, training, export or evaluation,
-need torch (``pip install 'retrocolor[train]'``); nothing in ``realtime`` imports them.
+Importing ``models`` itself is cheap and does not import torch.  Torch-free modules: the
+options and CLI (:mod:`models.config`, :mod:`models.cli`, :mod:`models.schedule`), the metrics
+and baselines (:mod:`models.metrics`), the router (:mod:`models.router`) and evaluation of ONNX
+models (:mod:`models.evaluate`; a checkpoint needs torch).  The registry functions below and
+every module with networks, training or export need torch (``pip install 'retrocolor[train]'``);
+nothing in ``realtime`` imports ``models``.
 """
 
 from __future__ import annotations

@@ -45,3 +45,12 @@ def test_train_flags_come_from_the_config_fields() -> None:
 def test_resume_takes_only_the_declared_fields_from_the_new_command() -> None:
     assert resume_new_fields() == {"out", "epochs", "patience", "device", "amp", "workers", "resume", "gan",
                                    "gan_critic_steps", "gan_epochs", "cache_dir", "show_progress"}
+
+
+def test_loss_flag_choices_are_the_known_losses() -> None:
+    """config.py is torch-free, so it lists the loss names itself; they must match models.losses."""
+    pytest.importorskip("torch")
+    from models.losses import LOSS_KINDS
+
+    loss = next(f for f in fields(TrainConfig) if f.name == "loss")
+    assert tuple(loss.metadata["argparse"]["choices"]) == LOSS_KINDS
