@@ -87,11 +87,7 @@ def add_extract_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
     return sp
 
 
-def add_dataset_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    """``retrocolor dataset info|preview|split|render|merge``."""
-    ds = sub.add_parser("dataset", help="inspect, preview, split and merge datasets", description="dataset tools")
-    dsub = ds.add_subparsers(dest="dataset_command", metavar="ACTION")
-    dsub.required = True
+def _add_info(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sp = dsub.add_parser("info", help="frame count, games, resolution, colour statistics",
                          description="Frame and twin counts, resolution and colour statistics of datasets, per game.")
     sp.set_defaults(func=cmd_dataset_info)
@@ -99,6 +95,9 @@ def add_dataset_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
     sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sp.add_argument("--sample", type=int, default=200,
                     help="frames per game decoded for colour statistics, evenly spaced (0 = all; default 200)")
+
+
+def _add_preview(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sp = dsub.add_parser("preview", help="write a contact-sheet PNG",
                          description="Write a contact sheet of frames spread evenly over the datasets.")
     sp.set_defaults(func=cmd_dataset_preview)
@@ -107,6 +106,9 @@ def add_dataset_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
     sp.add_argument("--count", type=int, default=48, help="frames to show (spread evenly over the set)")
     sp.add_argument("--columns", type=int, default=8)
     sp.add_argument("--scale", type=int, default=1, help="integer upscale of each frame")
+
+
+def _add_split(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sp = dsub.add_parser("split",
                          help="train/val/test split by contiguous time blocks or by game (never random frames)",
                          description="Split datasets into train/, val/ and test/ (hard links) by contiguous time "
@@ -127,6 +129,9 @@ def add_dataset_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
     sp.add_argument("--test-games", nargs="*", default=None, help="games held out for test (by=game; default: by seed)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier, different split")
+
+
+def _add_render(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sp = dsub.add_parser(
         "render", help="play ROMs in PyBoy and write colour frames plus real monochrome twins (dual-mode ROMs)",
         description="Play each ROM headless in PyBoy, exploring deep into the game, and write GAME/*.png colour "
@@ -145,10 +150,22 @@ def add_dataset_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
                     help="emulated frames per game at most (default 40000, about 11 minutes of play)")
     sp.add_argument("--mono", action="store_true",
                     help="also render monochrome-only ROMs (their grey frames alone, under GAME/dmg/; no colour truth)")
+
+
+def _add_merge(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sp = dsub.add_parser("merge", help="merge several games' datasets into one genre set",
                          description="Merge several games' datasets into one folder (hard links), e.g. a genre set.")
     sp.set_defaults(func=cmd_dataset_merge)
     sp.add_argument("data", nargs="+", type=Path)
     sp.add_argument("-o", "--output", type=Path, required=True)
     sp.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier merged set")
+
+
+def add_dataset_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """``retrocolor dataset info|preview|split|render|merge``."""
+    ds = sub.add_parser("dataset", help="inspect, preview, split and merge datasets", description="dataset tools")
+    dsub = ds.add_subparsers(dest="dataset_command", metavar="ACTION")
+    dsub.required = True
+    for add in (_add_info, _add_preview, _add_split, _add_render, _add_merge):
+        add(dsub)
     return ds

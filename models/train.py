@@ -329,16 +329,7 @@ def _setup(cfg: TrainConfig, d: Dist, device: torch.device, state: dict[str, Any
     run_plan = plan(len(data), batches.size, cfg.epochs, cfg.steps_per_epoch, cfg.patience)
     fwd = ddp.wrap(d, TrainForward(model), device)
     opt = _make_optimizer(cfg, model.parameters())
-    meta_base = {
-        "data": [str(Path(p).resolve()) for p in cfg.data],
-        "val": [str(Path(p).resolve()) for p in cfg.val] if cfg.val else None,
-        "holdout": holdout,
-        "limit_per_game": cfg.limit_per_game,
-        "games": games,
-        "loss": cfg.loss,
-        "preset": cfg.preset,
-        "config": cfg.to_json(),
-    }
+    meta_base = _checkpoint_meta(cfg, holdout, games)
     r = Run(cfg=cfg, d=d, device=device, model=model, data=data, val=val, aug=aug, amp=amp, batches=batches,
             plan=run_plan, class_weights=class_weights, meta_base=meta_base, cwd=os.getcwd(), fwd=fwd, opt=opt,
             sample_pick=np.linspace(0, len(val) - 1, min(cfg.sample_frames, len(val))).round().astype(np.int64),
@@ -349,6 +340,20 @@ def _setup(cfg: TrainConfig, d: Dist, device: torch.device, state: dict[str, Any
     if d.main:
         runfolder.prepare(cfg.out)
     return r
+
+
+def _checkpoint_meta(cfg: TrainConfig, holdout: dict[str, Any] | None, games: list[str]) -> dict[str, Any]:
+    """What every checkpoint JSON of this run records about its data and settings."""
+    return {
+        "data": [str(Path(p).resolve()) for p in cfg.data],
+        "val": [str(Path(p).resolve()) for p in cfg.val] if cfg.val else None,
+        "holdout": holdout,
+        "limit_per_game": cfg.limit_per_game,
+        "games": games,
+        "loss": cfg.loss,
+        "preset": cfg.preset,
+        "config": cfg.to_json(),
+    }
 
 
 def _restore(r: Run, state: dict[str, Any]) -> None:
