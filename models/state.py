@@ -154,6 +154,10 @@ def resume_config(cfg: TrainConfig, state: dict[str, Any]) -> TrainConfig:
     merged = {**{k: v for k, v in saved.items() if k not in new}, **{k: getattr(cfg, k) for k in new}}
     merged["data"] = [Path(p) for p in cfg.data]  # the same folders (checked above), spelt for this cwd
     merged["val"] = [Path(p) for p in cfg.val] if cfg.val else None
+    if cfg.epochs is None and "patience" not in saved:
+        # A run started before the data-scaled schedule existed: it keeps the epoch count it was
+        # started with (then a preset's 30), so it continues exactly as it would have.
+        merged["epochs"] = saved.get("epochs")
     merged["out"] = Path(merged["out"])
     if merged.get("init") is not None:
         merged["init"] = Path(merged["init"])

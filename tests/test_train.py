@@ -245,6 +245,23 @@ def test_resume_extends_constant_lr_run(data2: Path, tmp_path: Path) -> None:
     assert [r["epoch"] for r in log_rows(part)] == ["1", "2", "3", "4"]
 
 
+def test_resume_of_a_run_from_before_the_scaled_schedule_keeps_its_epochs(data2: Path, tmp_path: Path) -> None:
+    """A state written before --patience existed (its config has none) resumes with its own epoch
+    count, not a newly planned one; a new run resumed without --epochs re-plans identically."""
+    from models.state import resume_config
+
+    run = tmp_path / "old"
+    saved = TrainConfig(arch="v0", data=[data2], out=run).resolved().to_json()
+    saved.pop("patience")
+    saved["epochs"] = 30
+    cfg = resume_config(TrainConfig(arch="v0", data=[data2], out=run, resume=True), {"config": saved, "cwd": "."})
+    assert cfg.epochs == 30
+    saved["patience"] = None
+    saved["epochs"] = None
+    cfg = resume_config(TrainConfig(arch="v0", data=[data2], out=run, resume=True), {"config": saved, "cwd": "."})
+    assert cfg.epochs is None and cfg.patience is None
+
+
 def test_state_flatten_roundtrip() -> None:
     m = models.create("v0")
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
