@@ -429,7 +429,7 @@ class UNetLut(UNet):
         holds them; at most ``max_frames`` frames spread evenly are used.  Levels no pixel
         falls in are interpolated from their neighbours.
         """
-        from dataset.color import AB_SCALE, L_SCALE
+        from dataset.color import normalize_ab, normalize_l
 
         n = int(L.shape[0])
         pick = torch.from_numpy(np.linspace(0, n - 1, min(n, max_frames)).round().astype(np.int64))
@@ -437,8 +437,8 @@ class UNetLut(UNet):
         sums = torch.zeros(lv, 2, dtype=torch.float64)
         count = torch.zeros(lv, dtype=torch.float64)
         for chunk in pick.split(256):
-            idx = self._level(L[chunk].float().flatten() / L_SCALE)
-            a = ab[chunk].float() / AB_SCALE
+            idx = self._level(normalize_l(L[chunk]).flatten())
+            a = normalize_ab(ab[chunk])
             count += torch.bincount(idx, minlength=lv).double()
             for c in range(2):
                 sums[:, c] += torch.bincount(idx, weights=a[:, c].flatten().double(), minlength=lv)
@@ -518,11 +518,11 @@ class TileSnap(nn.Module):
 
     def __init__(self, net: nn.Module, tile: int = 8) -> None:
         super().__init__()
-        from dataset.color import DMG_LEVELS_L, L_SCALE
+        from dataset.color import DMG_LEVELS_L, normalize_l
 
         self.net = net
         self.tile = int(tile)
-        self.register_buffer("levels", torch.tensor(DMG_LEVELS_L / L_SCALE, dtype=torch.float32).view(1, 4, 1, 1))
+        self.register_buffer("levels", torch.tensor(normalize_l(DMG_LEVELS_L), dtype=torch.float32).view(1, 4, 1, 1))
 
     def snap(self, x: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
         """a/b ``(B, 2, H, W)`` averaged over the (tile, shade) groups of input ``x`` ``(B, 1, H, W)``."""
