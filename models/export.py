@@ -137,7 +137,7 @@ def synthetic_frames(n: int = 8, seed: int = 0) -> np.ndarray:
     for i in range(n):
         tmap = rng.integers(0, 16, size=(NATIVE_H // 8, NATIVE_W // 8))
         idx = tiles[tmap].transpose(0, 2, 1, 3).reshape(NATIVE_H, NATIVE_W)
-        out[i, 0] = color.DMG_LEVELS_L[idx] / color.L_SCALE
+        out[i, 0] = color.normalize_l(color.DMG_LEVELS_L[idx])
     return out
 
 
