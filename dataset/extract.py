@@ -32,11 +32,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from capture.screen import NATIVE_H, NATIVE_W, NativeSampler, ScreenRect, detect_screen, fit_kernel
+from capture.screen import NativeSampler, ScreenRect, detect_screen, fit_kernel
 from capture.video import VideoReader
 from dataset.manifest import MANIFEST_NAME, append_record, make_record, repair_manifest
 from utils.errors import UserError
 from utils.fsio import atomic_write_json
+from utils.geometry import NATIVE_SIZE
 from utils.images import read_rgb, write_png
 from utils.progress import progress
 
@@ -274,7 +275,7 @@ def extract(video: str | Path, out_dir: str | Path, *, every_seconds: float = 0.
             start=t0, end=t1, planned=len(indices), already_done=len(indices) - len(todo),
             resumed_records=len(records), total_kept=len(records),
         )
-        sampler = NativeSampler(rect, (reader.height, reader.width), (NATIVE_W, NATIVE_H))
+        sampler = NativeSampler(rect, (reader.height, reader.width), NATIVE_SIZE)
         crop_list = rect.as_list()
         bar = progress(total=len(todo), unit="frame", desc="extract")
         try:

@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from utils.errors import UserError
+from utils.geometry import NATIVE_H, NATIVE_W
 from utils.images import list_images, read_gray, read_rgb
 from utils.progress import progress
-
-NATIVE_W, NATIVE_H = 160, 144
 
 
 @dataclass(frozen=True)

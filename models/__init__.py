@@ -8,70 +8,32 @@ train with extra heads (class logits over ab bins, a game classifier) also provi
     >>> import models
     >>> net = models.create("v1")
     >>> models.list_models()
-    ['fusion', 'unet', 'v0', 'v1', 'v2']
+    ['fusion', 'unet', 'unet_lut', 'unet_lut_fast', 'unet_small', 'v0', 'v1', 'v2']
 
-This package needs torch (``pip install retrocolor[train]``); nothing in ``realtime`` imports it.
+Importing ``models`` itself is cheap and does not import torch.  Torch-free modules: the
+options and CLI (:mod:`models.config`, :mod:`models.cli`, :mod:`models.schedule`), the metrics
+and baselines (:mod:`models.metrics`), the router (:mod:`models.router`) and evaluation of ONNX
+models (:mod:`models.evaluate`; a checkpoint needs torch).  The registry functions below and
+every module with networks, training or export need torch (``pip install 'retrocolor[train]'``);
+nothing in ``realtime`` imports ``models``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-try:
-    import torch  # noqa: F401
-except ImportError as e:  # pragma: no cover - exercised only on the base install
-    from utils.errors import UserError
+#: Registry functions, loaded (with torch and the built-in archs) on first use.
+_REGISTRY_API = ("create", "list_models", "describe", "count_params", "entry", "register")
 
-    raise UserError("this command needs PyTorch: pip install 'retrocolor[train]'") from e
-
-from torch import nn
-
-from utils.errors import UserError
-
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-_DESCRIPTIONS: dict[str, str] = {}
+__all__ = list(_REGISTRY_API)
 
 
-def register(name: str, description: str = "") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator adding a model constructor to the registry under ``name``."""
+def __getattr__(name: str) -> Any:
+    """``models.create`` and friends: import the registry and the built-in archs on first use."""
+    if name in _REGISTRY_API:
+        from models import archs, registry  # noqa: F401 - importing archs runs its @register calls
 
-    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[name] = fn
-        _DESCRIPTIONS[name] = description or (fn.__doc__ or "").strip().splitlines()[0]
-        return fn
-
-    return deco
-
-
-def list_models() -> list[str]:
-    """Names accepted by :func:`create`, sorted."""
-    _load_all()
-    return sorted(_REGISTRY)
-
-
-def describe() -> dict[str, str]:
-    """``{name: one-line description}`` for ``--help`` texts and error messages."""
-    _load_all()
-    return dict(sorted(_DESCRIPTIONS.items()))
-
-
-def create(name: str, **kwargs: Any) -> nn.Module:
-    """Build an untrained model by registry name; unknown names list the known ones."""
-    _load_all()
-    if name not in _REGISTRY:
-        raise UserError(f"unknown arch {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    model = _REGISTRY[name](**kwargs)
-    model.arch = name  # type: ignore[attr-defined]
-    model.arch_kwargs = dict(kwargs)  # type: ignore[attr-defined]
-    return model
-
-
-def count_params(model: nn.Module) -> int:
-    """Trainable parameter count."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def _load_all() -> None:
-    # Importing the modules runs their @register decorators.
-    from models import archs  # noqa: F401
+        value = getattr(registry, name)
+        globals()[name] = value  # later look-ups skip this hook
+        return value
+    raise AttributeError(f"module 'models' has no attribute {name!r}")

@@ -5,12 +5,15 @@ Reference nets follow the articles layer by layer so figures are comparable; see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models import register
+from models.registry import register
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -43,7 +46,7 @@ class V0(nn.Module):
         return {"ab": self(x)}
 
 
-@register("v0", "reference 'alpha' net, ~32k params")
+@register("v0", "reference 'alpha' net", params=32_202)
 def v0() -> nn.Module:
     """Reference "alpha" net."""
     return V0()
@@ -88,7 +91,7 @@ class V1(nn.Module):
         return {"ab": self(x)}
 
 
-@register("v1", "reference 'beta' net, halved channels, ~974k params")
+@register("v1", "reference 'beta' net, halved channels", params=973_810)
 def v1() -> nn.Module:
     """Reference "beta" net with halved channels."""
     return V1()
@@ -182,7 +185,7 @@ def load_torchvision_resnet18(model: nn.Module, state_dict: dict[str, torch.Tens
     return want
 
 
-@register("v2", "reference ResNet-18 encoder (to 1/8) + BN decoder, ImageNet-loadable")
+@register("v2", "reference ResNet-18 encoder (to 1/8) + BN decoder, ImageNet-loadable", params=954_722)
 def v2() -> nn.Module:
     """Reference ResNet-18 net."""
     return V2()
@@ -256,7 +259,13 @@ class Fusion(nn.Module):
         return out
 
 
-@register("fusion", "global+local fusion (Iizuka / Deep Koalarization), game-class aux head")
+def _game_head_kwargs(games: Sequence[str]) -> dict[str, Any]:
+    """fusion trains its game-classifier head on the data's games (none for a single game)."""
+    return {"num_games": len(games)} if len(games) > 1 else {}
+
+
+@register("fusion", "global+local fusion (Iizuka / Deep Koalarization), game-class aux head", loss="mse",
+          data_kwargs=_game_head_kwargs, params=965_202)
 def fusion(width: int = 64, num_games: int = 1) -> nn.Module:
     """Global + local fusion net."""
     return Fusion(width=width, num_games=num_games)
@@ -359,7 +368,7 @@ class UNet(nn.Module):
         return self._run(x)
 
 
-@register("unet", "ours: thin real-time U-Net, global context, ab-bin classification (<4 ms CPU)")
+@register("unet", "ours: thin real-time U-Net, global context, ab-bin classification", loss="ce+l1", params=234_285)
 def unet(width: float = 1.0, bin_size: float = 0.08, temperature: float = 0.38, num_games: int = 1,
          refine: bool = True) -> nn.Module:
     """Our real-time U-Net with ab-bin classification."""
@@ -420,7 +429,7 @@ class UNetLut(UNet):
         holds them; at most ``max_frames`` frames spread evenly are used.  Levels no pixel
         falls in are interpolated from their neighbours.
         """
-        from dataset.color import AB_SCALE, L_SCALE
+        from dataset.color import normalize_ab, normalize_l
 
         n = int(L.shape[0])
         pick = torch.from_numpy(np.linspace(0, n - 1, min(n, max_frames)).round().astype(np.int64))
@@ -428,8 +437,8 @@ class UNetLut(UNet):
         sums = torch.zeros(lv, 2, dtype=torch.float64)
         count = torch.zeros(lv, dtype=torch.float64)
         for chunk in pick.split(256):
-            idx = self._level(L[chunk].float().flatten() / L_SCALE)
-            a = ab[chunk].float() / AB_SCALE
+            idx = self._level(normalize_l(L[chunk]).flatten())
+            a = normalize_ab(ab[chunk])
             count += torch.bincount(idx, minlength=lv).double()
             for c in range(2):
                 sums[:, c] += torch.bincount(idx, weights=a[:, c].flatten().double(), minlength=lv)
@@ -471,14 +480,15 @@ class UNetLut(UNet):
         return self._run(x, train=False)["ab"]
 
 
-@register("unet_small", "ours: unet at 3/4 width (135k params, 65M MACs; ~0.7 ms faster) for the live budget")
+@register("unet_small", "ours: unet at 3/4 width, for the live budget", loss="ce+l1", params=135_061)
 def unet_small(width: float = 0.75, bin_size: float = 0.08, temperature: float = 0.38, num_games: int = 1,
                refine: bool = True) -> nn.Module:
     """``unet`` with ``width=0.75``: what the shipped default's monochrome branch uses."""
     return UNet(width=width, bin_size=bin_size, temperature=temperature, num_games=num_games, refine=refine)
 
 
-@register("unet_lut", "ours: unet + learned luminance lookup and a full-res per-pixel head (best quality)")
+@register("unet_lut", "ours: unet + learned luminance lookup and a full-res per-pixel head (best quality)",
+          loss="ce+l1", params=241_981)
 def unet_lut(width: float = 1.0, bin_size: float = 0.08, temperature: float = 0.38, num_games: int = 1,
              levels: int = 256, head_ch: int = 16, edge: bool = True) -> nn.Module:
     """Our U-Net with a learned luminance lookup."""
@@ -486,7 +496,8 @@ def unet_lut(width: float = 1.0, bin_size: float = 0.08, temperature: float = 0.
                    levels=levels, head_ch=head_ch, edge=edge)
 
 
-@register("unet_lut_fast", "ours: unet_lut without the edge conv and bin decoding at inference (~1 ms faster)")
+@register("unet_lut_fast", "ours: unet_lut without the edge conv and bin decoding at inference", loss="ce+l1",
+          params=241_533)
 def unet_lut_fast(width: float = 1.0, bin_size: float = 0.08, temperature: float = 0.38, num_games: int = 1,
                   levels: int = 256, head_ch: int = 16) -> nn.Module:
     """unet_lut with ``edge=False``: the head sees exact L and context only."""
@@ -507,11 +518,11 @@ class TileSnap(nn.Module):
 
     def __init__(self, net: nn.Module, tile: int = 8) -> None:
         super().__init__()
-        from dataset.color import DMG_LEVELS_L, L_SCALE
+        from dataset.color import DMG_LEVELS_L, normalize_l
 
         self.net = net
         self.tile = int(tile)
-        self.register_buffer("levels", torch.tensor(DMG_LEVELS_L / L_SCALE, dtype=torch.float32).view(1, 4, 1, 1))
+        self.register_buffer("levels", torch.tensor(normalize_l(DMG_LEVELS_L), dtype=torch.float32).view(1, 4, 1, 1))
 
     def snap(self, x: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
         """a/b ``(B, 2, H, W)`` averaged over the (tile, shade) groups of input ``x`` ``(B, 1, H, W)``."""

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dataset.color import AB_SCALE, DMG_LEVELS_L, L_SCALE, gray_to_l
+from dataset.color import DMG_LEVELS_L, gray_to_l, normalize_ab, normalize_l
 from dataset.loader import FrameSet
 from models.metrics import rgb_to_lab_fast
 
@@ -212,8 +212,8 @@ def build_batch(data: TensorData, idx: torch.Tensor, params: dict[str, torch.Ten
         m = flip.view(-1, 1, 1, 1)
         L = torch.where(m, L.flip(-1), L)
         ab = torch.where(m, ab.flip(-1), ab)
-    x = (L / L_SCALE).to(device, non_blocking=True)
-    y = (ab / AB_SCALE).to(device, non_blocking=True)
+    x = normalize_l(L).to(device, non_blocking=True)
+    y = normalize_ab(ab).to(device, non_blocking=True)
     return x, y, data.game[idx].to(device)
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from dataset.color import AB_SCALE, L_SCALE, gray_to_l, l_ab_to_rgb, posterize_l, rgb_to_lab
+from dataset.color import denormalize_ab, gray_to_l, l_ab_to_rgb, normalize_l, posterize_l, rgb_to_lab
 from dataset.loader import FrameSet, load_frames
 from models.metrics import (
     BOOT_DEFAULT,
@@ -423,12 +423,12 @@ def _evaluate(predict: Predictor, info: dict[str, Any], data: Sequence[str | os.
         dmg_u = ((uniq >> np.uint64(24)) & np.uint64(255)).astype(np.uint8) if dmg is not None else None
         Lin_u = input_l(input_mode, lab_u[:, 0], dmg_u)
         L_true, ab_true, L_in = lab_u[inv, 0], lab_u[inv, 1:], Lin_u[inv]
-        x = (L_in / L_SCALE).astype(np.float32)[:, None]
+        x = normalize_l(L_in)[:, None]
         y = predict(x)
         if y.ndim != 4 or y.shape[0] != x.shape[0] or y.shape[1] != 2 or y.shape[2:] != x.shape[2:]:
             raise UserError(f"model output has shape {tuple(y.shape)}; expected (B, 2, H, W) ab/128 "
                             f"for input {tuple(x.shape)}")
-        ab_pred = np.moveaxis(y, 1, -1) * AB_SCALE
+        ab_pred = denormalize_ab(np.moveaxis(y, 1, -1))
         games = fs.game[s:e]
         # The model's metrics (its PSNR rebuild is per pixel: the slowest part) run in a worker
         # thread while the next batch goes through the model; numpy and torch release the GIL.

@@ -35,13 +35,13 @@ from dataset import color
 from models.checkpoint import load_model, resolve_checkpoint
 from utils.errors import UserError
 from utils.fsio import atomic_path, atomic_write_json
+from utils.geometry import NATIVE_H, NATIVE_W
 from utils.images import list_images, read_gray, read_rgb
 
 OPSET = 17
 FORMAT = "retrocolor-onnx-1"
 #: fp32 export must match torch this closely (ab/128 units); typical is ~1e-6.
 FP32_TOLERANCE = 1e-3
-NATIVE_W, NATIVE_H = 160, 144
 
 
 # ----------------------------------------------------------------------------- frames
@@ -137,7 +137,7 @@ def synthetic_frames(n: int = 8, seed: int = 0) -> np.ndarray:
     for i in range(n):
         tmap = rng.integers(0, 16, size=(NATIVE_H // 8, NATIVE_W // 8))
         idx = tiles[tmap].transpose(0, 2, 1, 3).reshape(NATIVE_H, NATIVE_W)
-        out[i, 0] = color.DMG_LEVELS_L[idx] / color.L_SCALE
+        out[i, 0] = color.normalize_l(color.DMG_LEVELS_L[idx])
     return out
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from dataset.color import AB_SCALE, rgb_to_lab
+from dataset.color import AB_SCALE, normalize_ab, rgb_to_lab
 
 LOSS_KINDS = ("mse", "l1", "huber", "ce", "ce+l1")
 
@@ -50,7 +50,7 @@ def _gamut_mask(size: float, k: int) -> np.ndarray:
     inner = np.arange(0, 256, 5, dtype=np.uint8)
     cube = np.stack(np.meshgrid(inner, inner, inner, indexing="ij"), -1)
     rgb = np.concatenate([f.reshape(-1, 3) for f in faces] + [cube.reshape(-1, 3)])
-    ab = rgb_to_lab(rgb)[:, 1:] / AB_SCALE
+    ab = normalize_ab(rgb_to_lab(rgb)[:, 1:])
     idx = np.clip(np.rint(ab / size).astype(np.int64), -k, k) + k
     mask = np.zeros((2 * k + 1, 2 * k + 1), bool)
     mask[idx[:, 0], idx[:, 1]] = True

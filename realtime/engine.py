@@ -56,16 +56,16 @@ DEADBAND_AB = 6.0
 # tables sum to q and one 65536-entry table gives L.  Exact to ~0.01 L (the dataset.color chain
 # is the reference; tests check the agreement) and ~10x faster than the float pipeline.
 _QSCALE = 65534
-_LIN = color._SRGB8_TO_LINEAR  # noqa: SLF001 - THE sRGB decode of dataset.color, shared on purpose
-_Q_R = np.rint(_LIN * color._RGB2XYZ[1, 0] * _QSCALE).astype(np.int32)  # noqa: SLF001
-_Q_G = np.rint(_LIN * color._RGB2XYZ[1, 1] * _QSCALE).astype(np.int32)  # noqa: SLF001
-_Q_B = np.rint(_LIN * color._RGB2XYZ[1, 2] * _QSCALE).astype(np.int32)  # noqa: SLF001
+_LIN = color.SRGB8_TO_LINEAR  # THE sRGB decode of dataset.color, shared on purpose
+_Q_R = np.rint(_LIN * color.RGB_TO_XYZ[1, 0] * _QSCALE).astype(np.int32)
+_Q_G = np.rint(_LIN * color.RGB_TO_XYZ[1, 1] * _QSCALE).astype(np.int32)
+_Q_B = np.rint(_LIN * color.RGB_TO_XYZ[1, 2] * _QSCALE).astype(np.int32)
 _Q_GREY = _Q_R + _Q_G + _Q_B
 
 
 def _l_of_y(y: np.ndarray) -> np.ndarray:
     y = np.clip(y, 0.0, 1.0)
-    f = np.where(y > color._EPS, np.cbrt(y), (color._KAPPA * y + 16.0) / 116.0)  # noqa: SLF001
+    f = np.where(y > color.LAB_EPSILON, np.cbrt(y), (color.LAB_KAPPA * y + 16.0) / 116.0)
     return np.clip(116.0 * f - 16.0, 0.0, 100.0)
 
 
@@ -77,10 +77,10 @@ _lin = np.arange(_LIN_STEPS + 1, dtype=np.float64) / _LIN_STEPS
 _SRGB8 = np.clip(np.rint(np.where(_lin <= 0.0031308, 12.92 * _lin, 1.055 * np.power(_lin, 1 / 2.4) - 0.055) * 255),
                  0, 255).astype(np.uint8)
 del _lin
-_M = color._XYZ2RGB.astype(np.float32)  # noqa: SLF001
-_WX, _WZ = (float(v) for v in color._WHITE[[0, 2]])  # noqa: SLF001
-_EPS = float(color._EPS)  # noqa: SLF001
-_KAPPA = float(color._KAPPA)  # noqa: SLF001
+_M = color.XYZ_TO_RGB.astype(np.float32)
+_WX, _WZ = (float(v) for v in color.WHITE_D65[[0, 2]])
+_EPS = float(color.LAB_EPSILON)
+_KAPPA = float(color.LAB_KAPPA)
 
 
 def _q_of_rgb(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_engine import tiny_onnx
+from helpers import tiny_onnx
 
 from realtime import bench
 from utils.errors import UserError

@@ -119,3 +119,15 @@ def test_l_ab_to_rgb_recombines_a_frame() -> None:
     img = gbc_colours()[rng.integers(0, 2**15, size=144 * 160)].reshape(144, 160, 3)
     lab = rgb_to_lab(img)
     assert np.array_equal(l_ab_to_rgb(lab[..., 0], lab[..., 1:]), img)
+
+
+def test_normalisation_is_the_same_on_torch_tensors() -> None:
+    """Training normalises torch tensors, evaluation and the engine numpy arrays: same bits."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    L = (rng.random((4, 1, 8, 8)) * 100).astype(np.float16)  # as TensorData stores them
+    ab = (rng.random((4, 2, 8, 8)) * 255 - 128).astype(np.float16)
+    for fn, x in ((normalize_l, L), (normalize_ab, ab), (denormalize_ab, ab.astype(np.float32) / 128)):
+        t = fn(torch.from_numpy(x))
+        assert t.dtype == torch.float32
+        assert np.array_equal(t.numpy(), fn(x)), fn.__name__

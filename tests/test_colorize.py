@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_engine import GREEN, dmg_frame, tiny_onnx
+from helpers import GREEN, dmg_frame, tiny_onnx
 
 from dataset import color
 from realtime import offline
@@ -165,7 +165,7 @@ def test_longplay_first_seconds_keep_the_layout(model: Path, tmp_path: Path) -> 
     says it is, only that rectangle changes, and the black canvas around it stays black."""
     import json
 
-    from conftest import shared_path
+    from helpers import shared_path
 
     src = shared_path("longplays", "europa-rescue.mp4")
     meta = json.loads(shared_path("longplays", "europa-rescue.json").read_text())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_game_frames, shared_path, write_game
+from helpers import make_game_frames, shared_path, write_game
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

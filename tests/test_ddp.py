@@ -9,26 +9,52 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import ROOT
+from helpers import ROOT, lightness_twin, write_game
 from safetensors.torch import load_file
-from test_train import write_game
 
 import models
 from models.checkpoint import load_model
 from models.train import TrainConfig, train
 
+# --patience: rank 0 decides the early stop for every rank (2 epochs never reach it).
 ARGS = ["--arch", "v0", "--preset", "reference", "--epochs", "2", "--batch-size", "4", "--crop", "0",
-        "--cache-dir", "none", "--seed", "5"]
+        "--cache-dir", "none", "--seed", "5", "--patience", "5"]
+
+
+#: Runs ``retrocolor train`` on one rank, and after the last epoch writes that rank's weights to
+#: DIR/rankN.safetensors (through train()'s on_epoch_end hook) so the test can compare ranks.
+LAUNCHER = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from safetensors.torch import save_file
+import retrocolor
+from models.train import TrainConfig, train
+
+out_dir, argv = sys.argv[2], sys.argv[3:]
+args = retrocolor.build_parser().parse_args(["train", *argv])
+
+def save_rank(e):
+    if e.epoch == e.epochs:
+        os.makedirs(out_dir, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in e.model.state_dict().items()}
+        save_file(tensors, os.path.join(out_dir, f"rank{os.environ['RANK']}.safetensors"))
+
+result = train(TrainConfig.from_args(args), on_epoch_end=save_rank)
+if str(result):
+    print(result)
+"""
 
 
 def test_two_process_gloo_run(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    write_game(data, "alpha", 10, 1)
-    write_game(data, "beta", 10, 2)
+    for name, seed in (("alpha", 1), ("beta", 2)):  # 48x40 frames, as test_train's
+        write_game(data / name, 10, seed, w=48, h=40, twin=lightness_twin, name="f{:04d}.png")
     run, dbg = tmp_path / "ddp", tmp_path / "ranks"
-    env = {**os.environ, "RETROCOLOR_DDP_DEBUG_DIR": str(dbg), "OMP_NUM_THREADS": "1", "RETROCOLOR_PROGRESS": "0"}
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(LAUNCHER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RETROCOLOR_PROGRESS": "0"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "retrocolor.py"), "train", "--data", str(data), "--out", str(run), *ARGS]
+           str(launcher), str(ROOT), str(dbg), "--data", str(data), "--out", str(run), *ARGS]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("best epoch") == 1 and "/2: val mse_ab" in proc.stdout

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import RangeServer, range_server
+from helpers import RangeServer, range_server
 
 from capture.download import _verify, condense_error, download, format_selector
 from retrocolor import main

@@ -1,7 +1,7 @@
 """The torch-free engine (realtime.engine.Colorizer) and the weights package.
 
 These tests build their ONNX models with the onnx helper API, so they run without PyTorch;
-:func:`tiny_onnx` and :func:`dmg_frame` are imported by the other realtime tests too.
+:func:`helpers.tiny_onnx` and :func:`helpers.dmg_frame` serve the other realtime tests too.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, make_game_frames
+from helpers import BGB, GREEN, GREYS, ROOT, dmg_frame, dmg_index, make_game_frames, tiny_onnx
 
 from dataset import color
 from realtime import engine
@@ -22,61 +22,6 @@ from realtime.engine import Colorizer, flicker, lab_to_rgb_fast
 from utils.errors import UserError
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
-GREEN = np.array([[0x9B, 0xBC, 0x0F], [0x8B, 0xAC, 0x0F], [0x30, 0x62, 0x30], [0x0F, 0x38, 0x0F]], np.uint8)
-BGB = np.array([[0xE0, 0xF8, 0xD0], [0x88, 0xC0, 0x70], [0x34, 0x68, 0x56], [0x08, 0x18, 0x20]], np.uint8)
-GREYS = np.array([255, 170, 85, 0], np.uint8)
-
-
-def tiny_onnx(path: Path, *, in_ch: int = 1, out_ch: int = 2, seed: int = 0, size: tuple[int, int] | None = None,
-              hidden: int = 8, global_mix: float = 0.0) -> Path:
-    """A 2-conv L -> ab net (dynamic B/H/W unless ``size``), written with onnx.helper (no torch).
-
-    ``global_mix`` adds a global-average branch, so (like a real net with a large receptive field)
-    a change anywhere in the frame shifts the colours everywhere a little.
-    """
-    rng = np.random.default_rng(seed)
-    w1 = (rng.standard_normal((hidden, in_ch, 3, 3)) * 0.8).astype(np.float32)
-    b1 = (rng.standard_normal(hidden) * 0.2).astype(np.float32)
-    w2 = (rng.standard_normal((out_ch, hidden, 3, 3)) * 0.06).astype(np.float32)
-    b2 = (rng.standard_normal(out_ch) * 0.05).astype(np.float32)
-    h, w = size if size else ("H", "W")
-    # Global branch: ab += global_mix * (mean(L) - 0.5), one sign per output channel.
-    wg = (np.sign(rng.standard_normal((out_ch, in_ch, 1, 1))) * global_mix).astype(np.float32)
-    half = np.array([0.5], np.float32)
-    nodes = [helper.make_node("Conv", ["L", "w1", "b1"], ["h1"], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["h1"], ["h2"]),
-             helper.make_node("Conv", ["h2", "w2", "b2"], ["h3"], pads=[1, 1, 1, 1]),
-             helper.make_node("GlobalAveragePool", ["L"], ["g0"]),
-             helper.make_node("Sub", ["g0", "half"], ["g1"]),
-             helper.make_node("Conv", ["g1", "wg"], ["g2"]),
-             helper.make_node("Add", ["h3", "g2"], ["h4"]),
-             helper.make_node("Tanh", ["h4"], ["ab"])]
-    inits = ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"), (wg, "wg"), (half, "half"))
-    graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("L", TensorProto.FLOAT, ["B", in_ch, h, w])],
-        [helper.make_tensor_value_info("ab", TensorProto.FLOAT, ["B", out_ch, h, w])],
-        [numpy_helper.from_array(a, n) for a, n in inits])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    helper.set_model_props(model, {"retrocolor": json.dumps({"arch": "tiny", "games": ["test"]})})
-    onnx.save(model, str(path))
-    return path
-
-
-def dmg_index(seed: int = 0) -> np.ndarray:
-    """A Game-Boy-like frame as shade indices 0 (lightest) .. 3 (darkest), all four present."""
-    rgb = make_game_frames(1, seed)[0]
-    lum = color.rgb_to_l(rgb)
-    idx = 3 - np.digitize(lum, np.unique(lum)[1:]).clip(0, 3)
-    idx[:8, :8] = np.arange(4).repeat(16).reshape(8, 8)  # make sure every shade appears
-    return idx
-
-
-def dmg_frame(seed: int = 0, palette: np.ndarray = GREYS) -> np.ndarray:
-    """A 160x144 frame in a 4-shade palette (grey levels -> (H, W); RGB palette -> (H, W, 3))."""
-    return palette[dmg_index(seed)]
 
 
 @pytest.fixture(scope="module")

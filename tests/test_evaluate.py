@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import make_game_frames, shared_path
+from helpers import make_game_frames, shared_path
 
 import models
 import retrocolor

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_game_frames
+from helpers import make_game_frames
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")

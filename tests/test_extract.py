@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, make_game_frames
+from helpers import ROOT, make_game_frames
 
 from dataset.extract import extract, phash
 from dataset.manifest import load_manifest

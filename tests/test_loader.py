@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_game_frames, twin_of, write_game
+from helpers import make_game_frames, twin_of, write_game
 
 from dataset import loader
 from dataset.loader import find_game_folders, load_frames

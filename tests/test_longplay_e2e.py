@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RangeServer, range_server, shared_path
+from helpers import RangeServer, range_server, shared_path
 
 from capture.download import download
 from dataset.extract import extract

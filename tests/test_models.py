@@ -70,6 +70,35 @@ def test_game_head(name: str) -> None:
     assert out["game_logits"].shape == (3, 5)
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_registry_figures_are_true(name: str) -> None:
+    """The parameter count each register() quotes (and describe() prints) is the model's own."""
+    entry = models.entry(name)
+    assert entry.params == models.count_params(_make(name))
+    assert f"{entry.params / 1e3:.0f}k params" in models.describe()[name]
+
+
+def test_per_model_training_defaults_live_with_the_model() -> None:
+    assert {n: models.entry(n).loss for n in ALL} == {
+        "fusion": "mse", "unet": "ce+l1", "unet_lut": "ce+l1", "unet_lut_fast": "ce+l1", "unet_small": "ce+l1",
+        "v0": "mse", "v1": "mse", "v2": "mse"}
+    # fusion sizes its game-classifier head from the training games; the others need nothing.
+    assert models.entry("fusion").data_kwargs(["a", "b", "c"]) == {"num_games": 3}
+    assert models.entry("fusion").data_kwargs(["a"]) == {}
+    assert models.entry("unet").data_kwargs(["a", "b"]) == {}
+
+
+def test_importing_models_needs_no_torch() -> None:
+    """``import models`` and the modules its docstring calls torch-free (the CLI parser among them) import no torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, models, models.config, models.cli, models.schedule, models.metrics, models.router, "
+            "models.evaluate, retrocolor; retrocolor.build_parser(); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_param_counts() -> None:
     assert abs(models.count_params(_make("v0")) - 32_000) / 32_000 < 0.03
     assert abs(models.count_params(_make("v1")) - 974_000) / 974_000 < 0.03

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import tiny_lightness_onnx as _tiny_onnx
+from helpers import tiny_lightness_onnx as _tiny_onnx
 
 import retrocolor
 from capture.rom import validate_rom

@@ -195,7 +195,7 @@ def test_twins_agree_tells_the_same_moment_from_another():
 
 @pytest.mark.shared
 def test_render_a_real_dual_rom_from_shared(tmp_path):
-    from conftest import shared_path
+    from helpers import shared_path
 
     rom = shared_path("roms", "dual", "cars.gbc")
     rep = render([rom], tmp_path / "c", RenderConfig(frames=30, max_emulated=12000, time_limit=120))

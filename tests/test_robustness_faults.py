@@ -37,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import RangeServer, make_game_frames, range_server
+from helpers import RangeServer, make_game_frames, range_server
 from robustness import CLI, ROOT, CliRunner, cli_env, fault, kill9, run_cli
 
 from dataset.manifest import load_manifest

@@ -186,7 +186,7 @@ def test_extract_refuses_a_manifest_pointing_outside(tmp_path: Path) -> None:
     """A dataset whose manifest names ../../secret.png: the resuming extract must refuse it, not read
     (or delete) anything outside the dataset."""
     import cv2
-    from conftest import make_game_frames
+    from helpers import make_game_frames
 
     frames = make_game_frames(30, seed=2)
     video = tmp_path / "v.mp4"

@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import make_game_frames
+from helpers import conv1x1_onnx, make_game_frames
 from robustness import ROOT, CliRunner, Result, bad_input, code_executed, run_cli
 
 from utils.errors import UserError
@@ -88,26 +88,8 @@ class _Evil:
 def tiny_onnx(path: Path, in_ch: int = 1, out_ch: int = 2, inputs: int = 1, in_type: int | None = None,
               weight: float = 1.2) -> Path:
     """A 1x1-conv + tanh colorizer (or a deliberately wrong variant of one)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    w = np.full((out_ch, in_ch, 1, 1), weight, np.float32) * np.linspace(-1, 1, out_ch, dtype=np.float32)[:, None,
-                                                                                                            None, None]
-    b = np.zeros(out_ch, np.float32)
-    nodes = [helper.make_node("Conv", ["L", "W", "B"], ["c"], kernel_shape=[1, 1]),
-             helper.make_node("Tanh", ["c"], ["ab"])]
-    ins = [helper.make_tensor_value_info("L", in_type or TensorProto.FLOAT, ["N", in_ch, "H", "W"])]
-    if inputs == 2:
-        ins.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, ["N", 1, "H", "W"]))
-        nodes.append(helper.make_node("Identity", ["extra"], ["extra_out"]))
-    outs = [helper.make_tensor_value_info("ab", TensorProto.FLOAT, ["N", out_ch, "H", "W"])]
-    if inputs == 2:
-        outs.append(helper.make_tensor_value_info("extra_out", TensorProto.FLOAT, ["N", 1, "H", "W"]))
-    g = helper.make_graph(nodes, "tiny", ins, outs, [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, str(path))
-    return path
+    w = np.full((out_ch, in_ch), weight, np.float32) * np.linspace(-1, 1, out_ch, dtype=np.float32)[:, None]
+    return conv1x1_onnx(path, w, np.zeros(out_ch, np.float32), inputs=inputs, in_type=in_type)
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int = 10, scale: int = 2, fourcc: str = "mp4v") -> Path:

@@ -147,7 +147,7 @@ def test_router_refuses_bad_parts(router: tuple[Path, np.ndarray], tmp_path: Pat
 def test_build_router_script(tmp_path: Path, router: tuple[Path, np.ndarray]) -> None:
     """The script's table comes from real frames' level histograms (synthetic games here)."""
     from build_router import make
-    from conftest import write_game
+    from helpers import write_game
 
     write_game(tmp_path / "data" / "g1", 6, seed=1)
     write_game(tmp_path / "data" / "g2", 6, seed=2)
@@ -170,7 +170,7 @@ def test_gate_check_script_tells_unknown_palettes(tmp_path: Path) -> None:
     its own palette (here: inverted lightness) goes to the fallback once it is left out."""
     import subprocess
 
-    from conftest import make_game_frames
+    from helpers import make_game_frames
 
     from utils.images import write_png
 

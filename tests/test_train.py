@@ -7,15 +7,17 @@ import json
 from pathlib import Path
 
 import cv2
+import helpers
 import numpy as np
 import pytest
 import torch
-from conftest import make_game_frames, shared_path
+from helpers import make_game_frames, shared_path
 
 import models
 import retrocolor
 from dataset.color import AB_SCALE, DMG_LEVELS_L, posterize_l, rgb_to_l, rgb_to_lab
 from dataset.loader import load_frames
+from models import schedule
 from models.checkpoint import load_model
 from models.data import (
     Augment,
@@ -38,17 +40,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_game(root: Path, name: str, n: int, seed: int, twins: int = 0, w: int = W, h: int = H) -> Path:
-    """A game folder of ``n`` synthetic frames; the first ``twins`` get DMG twins in dmg/."""
-    d = root / name
-    d.mkdir(parents=True)
-    frames = make_game_frames(n, seed, w=w, h=h)
-    for i, f in enumerate(frames):
-        write_png(d / f"f{i:04d}.png", f)
-        if i < twins:
-            (d / "dmg").mkdir(exist_ok=True)
-            shade = np.digitize(rgb_to_l(f), [25, 50, 75])
-            write_png(d / "dmg" / f"f{i:04d}.png", np.array([0, 85, 170, 255], np.uint8)[shade])
-    return d
+    """Game folder ``root/name`` of ``n`` small synthetic frames ``fNNNN.png``; the first ``twins``
+    get DMG twins (CIE L bands) in dmg/."""
+    helpers.write_game(root / name, n, seed, twins, w=w, h=h, twin=helpers.lightness_twin, name="f{:04d}.png")
+    return root / name
 
 
 @pytest.fixture
@@ -153,6 +148,75 @@ def test_alpha_demo_overfits_one_frame(tmp_path: Path) -> None:
     assert mse < lut_mse / 10, (mse, lut_mse)
 
 
+# ----------------------------------------------------------------------------- run length and progress
+def test_default_schedule_scales_with_the_data() -> None:
+    """No --epochs/--steps-per-epoch: enough steps whatever the data size, an early stop, and
+    epochs that see small data several times; explicit flags keep their classic meaning."""
+    small, big = schedule.plan(66, 32), schedule.plan(5000, 32)
+    assert small.auto and big.auto
+    assert small.total_steps >= schedule.MIN_TOTAL_STEPS and big.total_steps >= schedule.MIN_TOTAL_STEPS
+    assert small.steps_per_epoch * 32 >= 10 * 66  # a tiny game: each epoch is many passes of fresh crops
+    assert big.steps_per_epoch == 5000 // 32 and big.epochs == schedule.DEFAULT_EPOCHS  # one pass, 30 epochs
+    for n in (10, 66, 300, 1000, 5000, 50_000):
+        p = schedule.plan(n, 32)
+        assert p.steps_per_epoch * 32 >= min(n, 32) * (n // 32 or 1) // max(1, n // 32)  # at least a pass
+        assert p.total_steps >= schedule.MIN_TOTAL_STEPS
+        assert schedule.MIN_PATIENCE <= p.patience < p.epochs
+    assert [schedule.plan(n, 32).total_steps for n in (66, 5000, 50_000)] == sorted(
+        schedule.plan(n, 32).total_steps for n in (66, 5000, 50_000))
+    # Explicit flags win; the other one keeps its classic value; no early stop unless asked.
+    assert schedule.plan(66, 32, epochs=3) == schedule.Plan(3, 2, 0, auto=False)
+    assert schedule.plan(5000, 32, steps_per_epoch=5) == schedule.Plan(schedule.DEFAULT_EPOCHS, 5, 0, auto=False)
+    assert schedule.plan(5000, 32, epochs=3, patience=2).patience == 2
+    assert schedule.plan(66, 32, patience=0).patience == 0
+
+
+def test_non_tty_run_prints_one_line_per_epoch(data2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the tqdm bars are hidden (stderr is not a terminal) each epoch prints one line."""
+    monkeypatch.delenv("RETROCOLOR_PROGRESS", raising=False)
+    train(cfg_for(data2, tmp_path / "run", epochs=2, show_progress=True))
+    err = capsys.readouterr().err.splitlines()
+    lines = [ln for ln in err if ln.startswith("epoch ")]
+    assert [ln.split(":")[0] for ln in lines] == ["epoch 1/2", "epoch 2/2"], err
+    assert all("train loss" in ln and "val mse_ab" in ln and " s, ETA " in ln for ln in lines), lines
+    assert any(ln.startswith("schedule (as given): 2 epochs") for ln in err), err
+    # With bars forced on (as on a terminal) the bars report instead: no epoch lines.
+    monkeypatch.setenv("RETROCOLOR_PROGRESS", "1")
+    train(cfg_for(data2, tmp_path / "tty", epochs=1, show_progress=True))
+    assert not [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("epoch 1/1:")]
+
+
+def test_early_stop_after_patience_epochs_without_improvement(data2: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """--patience N: the run ends once val mse_ab has not improved for N epochs; a resume of
+    such a run has nothing left to do."""
+    import models.train as mt
+
+    curve = iter([0.5, 0.4, 0.45, 0.41, 0.3, 0.2, 0.1, 0.05] * 2)
+    monkeypatch.setattr(mt, "validate", lambda *a, **k: {"loss": 1.0, "mse_ab": next(curve), "acc10": 0.5})
+    run = tmp_path / "run"
+    res = train(cfg_for(data2, run, epochs=8, steps_per_epoch=1, patience=2))
+    assert res.best_epoch == 2 and res.early_stop_epoch == 4
+    assert [r["epoch"] for r in log_rows(run)] == ["1", "2", "3", "4"]
+    assert "early stop after epoch 4" in str(res) and "--resume" not in str(res)
+    again = train(cfg_for(data2, run, epochs=8, steps_per_epoch=1, patience=2, resume=True))
+    assert again.early_stop_epoch == 4 and len(log_rows(run)) == 4
+
+
+def test_data_scaled_run_takes_several_passes_per_epoch(data2: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --epochs/--steps-per-epoch the plan is scaled to the data (shrunk here to stay fast)."""
+    monkeypatch.setattr(schedule, "MIN_TOTAL_STEPS", 10)
+    monkeypatch.setattr(schedule, "MIN_EPOCH_STEPS", 6)
+    monkeypatch.setattr(schedule, "DEFAULT_EPOCHS", 1)
+    run = tmp_path / "auto"
+    res = train(cfg_for(data2, run, epochs=None))
+    rows = log_rows(run)
+    assert res.epochs == 2 and [r["step"] for r in rows] == ["6", "12"]  # 16 frames / batch 4: 1.5 passes
+    assert res.best_epoch in (1, 2)
+
+
 # ----------------------------------------------------------------------------- resume
 def test_resume_is_bit_exact(data2: Path, tmp_path: Path) -> None:
     # ours preset: cosine schedule, AdamW, crops, flips, DMG look and twins all in play.
@@ -160,7 +224,7 @@ def test_resume_is_bit_exact(data2: Path, tmp_path: Path) -> None:
     full = tmp_path / "full"
     train(cfg_for(data2, full, **kw))
     part = tmp_path / "part"
-    res = train(cfg_for(data2, part, stop_after_epoch=2, **kw))
+    res = train(cfg_for(data2, part, **kw), on_epoch_end=lambda e: e.epoch >= 2)  # stop as if killed
     assert res.stopped_early and len(log_rows(part)) == 2
     train(cfg_for(data2, part, resume=True, **kw))
     a, b = final_weights(full), final_weights(part)
@@ -179,6 +243,23 @@ def test_resume_extends_constant_lr_run(data2: Path, tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
     # And it really trained past epoch 2 (the test would pass vacuously otherwise).
     assert [r["epoch"] for r in log_rows(part)] == ["1", "2", "3", "4"]
+
+
+def test_resume_of_a_run_from_before_the_scaled_schedule_keeps_its_epochs(data2: Path, tmp_path: Path) -> None:
+    """A state written before --patience existed (its config has none) resumes with its own epoch
+    count, not a newly planned one; a new run resumed without --epochs re-plans identically."""
+    from models.state import resume_config
+
+    run = tmp_path / "old"
+    saved = TrainConfig(arch="v0", data=[data2], out=run).resolved().to_json()
+    saved.pop("patience")
+    saved["epochs"] = 30
+    cfg = resume_config(TrainConfig(arch="v0", data=[data2], out=run, resume=True), {"config": saved, "cwd": "."})
+    assert cfg.epochs == 30
+    saved["patience"] = None
+    saved["epochs"] = None
+    cfg = resume_config(TrainConfig(arch="v0", data=[data2], out=run, resume=True), {"config": saved, "cwd": "."})
+    assert cfg.epochs is None and cfg.patience is None
 
 
 def test_state_flatten_roundtrip() -> None:
@@ -234,11 +315,11 @@ def test_dmg_look_and_twin_inputs(data2: Path) -> None:
 
 def test_val_input_twin_validates_on_the_monochrome_twins(data2: Path) -> None:
     """--val-input twin: validation keeps the frames that have a twin and feeds the twin's L."""
-    from models.train import _val_inputs
+    from models.train import val_inputs
 
     fs = load_frames([data2], size=None, show_progress=False)
-    full = _val_inputs(fs)
-    twin = _val_inputs(fs, "twin")
+    full = val_inputs(fs)
+    twin = val_inputs(fs, "twin")
     has = np.flatnonzero(fs.has_dmg)
     assert len(full) == 20 and len(twin) == len(has) == 4
     assert torch.equal(twin.L, full.twin_L[has])  # the twin's shades, not the frame's own L
@@ -246,7 +327,7 @@ def test_val_input_twin_validates_on_the_monochrome_twins(data2: Path) -> None:
     assert not torch.equal(twin.L, full.L[has])
     no_twins = fs.subset(np.flatnonzero(~fs.has_dmg))
     with pytest.raises(UserError, match="no monochrome twins"):
-        _val_inputs(no_twins, "twin")
+        val_inputs(no_twins, "twin")
 
 
 def test_unknown_palette_remap(data2: Path) -> None:

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import write_game
+from helpers import write_game
 
 import models
 from dataset.color import DMG_LEVELS_L

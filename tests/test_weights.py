@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, make_game_frames, shared_path
+from helpers import ROOT, make_game_frames, shared_path
 
 import weights
 

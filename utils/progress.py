@@ -16,7 +16,11 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 
 
-def _enabled() -> bool:
+def bars_enabled() -> bool:
+    """Whether bars show: stderr is a terminal, or ``RETROCOLOR_PROGRESS`` forces them on or off.
+
+    Code that reports progress another way where bars are hidden (one log line per epoch)
+    asks this."""
     flag = os.environ.get("RETROCOLOR_PROGRESS")
     if flag is not None:
         return flag not in ("0", "", "false", "no")
@@ -25,7 +29,7 @@ def _enabled() -> bool:
 
 def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> tqdm:
     """A tqdm bar with retrocolor's defaults (stderr, ETA, hidden when not interactive)."""
-    kwargs.setdefault("disable", not _enabled())
+    kwargs.setdefault("disable", not bars_enabled())
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("file", sys.stderr)
     kwargs.setdefault("leave", True)

@@ -1,0 +1,171 @@
+"""Command-line flags and handlers of the dataset stage: ``retrocolor extract`` and ``retrocolor dataset ...``.
+
+Flags live beside the stage they configure; ``retrocolor.py`` only wires the commands up.
+Torch-free and import-light: each handler imports its tool when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from utils.cli import add_command, crop_rect, positive_float, print_json, timestamp
+
+
+def cmd_extract(a: argparse.Namespace) -> int:
+    from dataset.extract import extract
+
+    report = extract(
+        a.video, a.output, every_seconds=a.every_seconds, start=a.start, end=a.end, crop=a.crop,
+        dedupe_distance=a.dedupe_distance,
+    )
+    print(report.summary())
+    return 0
+
+
+def cmd_dataset_info(a: argparse.Namespace) -> int:
+    from dataset.tools import format_info, info
+
+    result = info(a.data, sample_per_game=a.sample)
+    if a.json:
+        print_json(result)
+    else:
+        print(format_info(result))
+    return 0
+
+
+def cmd_dataset_preview(a: argparse.Namespace) -> int:
+    from dataset.tools import preview
+
+    out = preview(a.data, a.output, count=a.count, columns=a.columns, scale=a.scale)
+    print(out)
+    return 0
+
+
+def cmd_dataset_split(a: argparse.Namespace) -> int:
+    from dataset.tools import split
+
+    summary = split(a.data, a.output, by=a.by, val=a.val, test=a.test, blocks=a.blocks, gap=a.gap,
+                    seed=a.seed, test_games=a.test_games, force=a.force)
+    print(summary)
+    return 0
+
+
+def cmd_dataset_render(a: argparse.Namespace) -> int:
+    from dataset.render import RenderConfig, render
+
+    cfg = RenderConfig(frames=a.frames, seed=a.seed, max_emulated=a.max_emulated, time_limit=a.time_limit,
+                       mono=a.mono)
+    report = render(a.roms, a.output, cfg, jobs=a.jobs)
+    print(report.table())
+    return 0
+
+
+def cmd_dataset_merge(a: argparse.Namespace) -> int:
+    from dataset.tools import merge
+
+    summary = merge(a.data, a.output, force=a.force)
+    print(summary)
+    return 0
+
+
+def add_extract_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """``retrocolor extract VIDEO -o DATASET``."""
+    sp = add_command(sub, "extract", cmd_extract,
+                     "extract native 160x144 frames from a longplay video into a dataset")
+    sp.add_argument("video", type=Path, help="video file")
+    sp.add_argument("-o", "--output", type=Path, required=True, help="dataset folder (frames/ + manifest.jsonl)")
+    sp.add_argument("--every-seconds", type=positive_float, default=0.5,
+                    help="sample one frame every S seconds (default 0.5)")
+    sp.add_argument("--start", type=timestamp, default=None, help="start time (seconds or HH:MM:SS)")
+    sp.add_argument("--end", type=timestamp, default=None, help="end time (seconds or HH:MM:SS)")
+    sp.add_argument("--crop", type=crop_rect, default=None,
+                    help="game screen rectangle X,Y,W,H in video pixels (default: detect)")
+    sp.add_argument("--dedupe-distance", type=int, default=4,
+                    help="drop a frame whose perceptual hash is within this Hamming distance of a recently kept one "
+                    "with similar colours (default 4; negative: keep near-duplicates)")
+    return sp
+
+
+def _add_info(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sp = dsub.add_parser("info", help="frame count, games, resolution, colour statistics",
+                         description="Frame and twin counts, resolution and colour statistics of datasets, per game.")
+    sp.set_defaults(func=cmd_dataset_info)
+    sp.add_argument("data", nargs="+", type=Path)
+    sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sp.add_argument("--sample", type=int, default=200,
+                    help="frames per game decoded for colour statistics, evenly spaced (0 = all; default 200)")
+
+
+def _add_preview(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sp = dsub.add_parser("preview", help="write a contact-sheet PNG",
+                         description="Write a contact sheet of frames spread evenly over the datasets.")
+    sp.set_defaults(func=cmd_dataset_preview)
+    sp.add_argument("data", nargs="+", type=Path)
+    sp.add_argument("-o", "--output", type=Path, required=True, help="PNG to write")
+    sp.add_argument("--count", type=int, default=48, help="frames to show (spread evenly over the set)")
+    sp.add_argument("--columns", type=int, default=8)
+    sp.add_argument("--scale", type=int, default=1, help="integer upscale of each frame")
+
+
+def _add_split(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sp = dsub.add_parser("split",
+                         help="train/val/test split by contiguous time blocks or by game (never random frames)",
+                         description="Split datasets into train/, val/ and test/ (hard links) by contiguous time "
+                         "blocks of each game, or by whole games; never by random frames, whose neighbours are "
+                         "near copies.")
+    sp.set_defaults(func=cmd_dataset_split)
+    sp.add_argument("data", nargs="+", type=Path)
+    sp.add_argument("-o", "--output", type=Path, required=True,
+                    help="new folder that gets train/, val/, test/ and split.json")
+    sp.add_argument("--by", choices=["time", "game"], default="time")
+    sp.add_argument("--val", type=float, default=0.1,
+                    help="share of each game's time blocks for validation (by=game: of each train game's)")
+    sp.add_argument("--test", type=float, default=0.1,
+                    help="share of each game's time blocks for test (by=game: share of games, unless --test-games)")
+    sp.add_argument("--blocks", type=int, default=20, help="contiguous time blocks per game (default 20)")
+    sp.add_argument("--gap", type=int, default=2,
+                    help="frames dropped at each boundary between splits, against near-duplicate leakage (default 2)")
+    sp.add_argument("--test-games", nargs="*", default=None, help="games held out for test (by=game; default: by seed)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier, different split")
+
+
+def _add_render(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sp = dsub.add_parser(
+        "render", help="play ROMs in PyBoy and write colour frames plus real monochrome twins (dual-mode ROMs)",
+        description="Play each ROM headless in PyBoy, exploring deep into the game, and write GAME/*.png colour "
+        "frames, GAME/dmg/*.png monochrome twins of the same moments (dual-mode ROMs), GAME/render.json, and "
+        "summary.json + manifest.json. Reruns skip finished games and replay partial ones from their seed.")
+    sp.set_defaults(func=cmd_dataset_render)
+    sp.add_argument("roms", nargs="+", type=Path, help="ROM files (.gb, .gbc) or folders searched recursively")
+    sp.add_argument("-o", "--output", type=Path, required=True, help="corpus folder (one sub-folder per game)")
+    sp.add_argument("--frames", type=int, default=150, help="colour frames to keep per game (default 150)")
+    sp.add_argument("--seed", type=int, default=0, help="exploration seed; a seed gives the same frames (default 0)")
+    sp.add_argument("--jobs", type=int, default=1, help="games rendered at once, one process each (default 1)")
+    sp.add_argument("--time-limit", type=positive_float, default=180.0,
+                    help="wall seconds per game before it stops with what it has; a hung emulator is killed "
+                    "30 s later (default 180)")
+    sp.add_argument("--max-emulated", type=int, default=40_000,
+                    help="emulated frames per game at most (default 40000, about 11 minutes of play)")
+    sp.add_argument("--mono", action="store_true",
+                    help="also render monochrome-only ROMs (their grey frames alone, under GAME/dmg/; no colour truth)")
+
+
+def _add_merge(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sp = dsub.add_parser("merge", help="merge several games' datasets into one genre set",
+                         description="Merge several games' datasets into one folder (hard links), e.g. a genre set.")
+    sp.set_defaults(func=cmd_dataset_merge)
+    sp.add_argument("data", nargs="+", type=Path)
+    sp.add_argument("-o", "--output", type=Path, required=True)
+    sp.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier merged set")
+
+
+def add_dataset_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """``retrocolor dataset info|preview|split|render|merge``."""
+    ds = sub.add_parser("dataset", help="inspect, preview, split and merge datasets", description="dataset tools")
+    dsub = ds.add_subparsers(dest="dataset_command", metavar="ACTION")
+    dsub.required = True
+    for add in (_add_info, _add_preview, _add_split, _add_render, _add_merge):
+        add(dsub)
+    return ds
