@@ -58,8 +58,7 @@ import cv2
 import numpy as np
 
 from utils.errors import UserError
-
-NATIVE_W, NATIVE_H = 160, 144
+from utils.geometry import NATIVE_H, NATIVE_W
 
 #: Temporal std (grey levels) above which a pixel counts as "changing"; compression noise in a
 #: static black bar or logo stays well below it.

@@ -42,9 +42,9 @@ import onnxruntime as ort
 
 from dataset import color
 from utils.errors import UserError
+from utils.geometry import NATIVE_H, NATIVE_W
 from utils.ort import session_options
 
-NATIVE_W, NATIVE_H = 160, 144
 #: Smoothing's dead band, in Lab ab units at smoothing 1 (scaled by the smoothing weight: 3 at
 #: 0.5, about one just-noticeable difference): on a pixel whose lightness did not change, a
 #: predicted colour change smaller than this is dropped, not blended.  Measured on europa-rescue's
