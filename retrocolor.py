@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dataset import cli as dataset_cli
 from models import cli as models_cli
-from utils.cli import add_command, positive_float, print_json, screen_region
+from utils.cli import add_command, positive_float, print_json, scale, screen_region
 from utils.errors import UserError
 
 __version__ = "0.1.0"
@@ -96,7 +96,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
         bench_emulator(a.emulator, rom=a.rom, runs=a.runs, seconds=a.seconds or 10.0,
                        model=a.model[0] if a.model else None, scale=a.emulator_scale, json_path=a.json)
         return 0
-    run_bench(a.model, seconds=a.seconds or 5.0, frames=a.frames, threads=a.threads, scale=a.scale, json_path=a.json)
+    run_bench(a.model, seconds=a.seconds or 5.0, frames=a.frames, threads=a.threads, scale=a.input_scale,
+              json_path=a.json)
     return 0
 
 
@@ -180,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: look for mGBA, SameBoy, BGB, VisualBoyAdvance, RetroArch, PyBoy, ...)")
     src.add_argument("--region", metavar="X,Y,W,H", type=_region, help="capture this screen rectangle instead")
     sp.add_argument("--model", default=None, help="shipped model name or .onnx path (default: the shipped default)")
-    sp.add_argument("--scale", type=int, default=3, help="integer scale of the 160x144 output (default 3)")
+    sp.add_argument("--scale", type=scale, default=3, help="window scale: 160x144 shown at Nx, 1..8 (default 3)")
     sp.add_argument("--borderless", action="store_true", help="window without decorations")
     sp.add_argument("--on-top", action="store_true", help="keep the window above others (best effort, via the WM)")
     sp.add_argument("--position", choices=["beside", "over"], default="beside",
@@ -198,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "F or Space toggle the filter, S side-by-side, P screenshot, M next model, O overlay, Esc quit.")
     sp.add_argument("rom", type=Path, help="Game Boy ROM (.gb; dual-mode .gbc games run in monochrome mode)")
     sp.add_argument("--model", default=None, help="shipped model name or .onnx path (default: the shipped default)")
-    sp.add_argument("--scale", type=int, default=3, help="integer window/video scale (default 3)")
+    sp.add_argument("--scale", type=scale, default=3, help="window and video scale, 1..8 (default 3)")
     sp.add_argument("--headless", action="store_true", help="no window, no pacing: run --frames as fast as possible")
     sp.add_argument("--frames", type=int, default=None, help="stop after N frames")
     sp.add_argument("--seconds", type=_positive_float, default=None, help="stop after S seconds")
@@ -215,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also write an MP4 (default without a display: a file in the temp folder)")
     sp.add_argument("--headless", action="store_true", help="no window: write an MP4 and a PNG and print their paths")
     sp.add_argument("--model", default=None, help="shipped model name or .onnx path (default: the shipped default)")
-    sp.add_argument("--scale", type=int, default=3, help="integer scale (default 3)")
+    sp.add_argument("--scale", type=scale, default=3, help="window and video scale, 1..8 (default 3)")
 
     models_cli.add_export_command(sub)
 
@@ -240,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="measured seconds per model (default 5; 10 per run with --emulator)")
     sp.add_argument("--frames", type=int, default=None, help="measure exactly N frames per model instead")
     sp.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
-    sp.add_argument("--scale", type=int, default=1, help="input upscale, as an emulator window at Nx (default 1)")
+    sp.add_argument("--input-scale", type=scale, default=1,
+                    help="feed frames upscaled Nx, as an emulator window at Nx would give them, 1..8 (default 1)")
     sp.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     g = sp.add_argument_group("beside a real emulator", "start an emulator under a private Xvfb and time "
                               "`retrocolor live` beside it, as its own process (the real setting)")
@@ -248,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the emulator to start (mgba: apt install mgba-sdl; needs Xvfb too)")
     g.add_argument("--rom", type=Path, default=None, help="ROM it plays (default: the built-in demo cartridge)")
     g.add_argument("--runs", type=int, default=3, help="independent runs, each with a fresh emulator (default 3)")
-    g.add_argument("--emulator-scale", type=int, default=3, help="the emulator's window scale, 1..6 (default 3)")
+    g.add_argument("--emulator-scale", type=scale, default=3, help="the emulator's window scale, 1..8 (default 3)")
 
     # models
     sp = add("models", cmd_models, "list the shipped models")

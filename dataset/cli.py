@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from utils.cli import add_command, crop_rect, positive_float, print_json, timestamp
+from utils.cli import add_command, crop_rect, positive_float, print_json, scale, timestamp
 
 
 def cmd_extract(a: argparse.Namespace) -> int:
@@ -37,7 +37,7 @@ def cmd_dataset_info(a: argparse.Namespace) -> int:
 def cmd_dataset_preview(a: argparse.Namespace) -> int:
     from dataset.tools import preview
 
-    out = preview(a.data, a.output, count=a.count, columns=a.columns, scale=a.scale)
+    out = preview(a.data, a.output, count=a.count, columns=a.columns, scale=a.tile_scale)
     print(out)
     return 0
 
@@ -105,7 +105,7 @@ def _add_preview(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type
     sp.add_argument("-o", "--output", type=Path, required=True, help="PNG to write")
     sp.add_argument("--count", type=int, default=48, help="frames to show (spread evenly over the set)")
     sp.add_argument("--columns", type=int, default=8)
-    sp.add_argument("--scale", type=int, default=1, help="integer upscale of each frame")
+    sp.add_argument("--tile-scale", type=scale, default=1, help="upscale of each frame in the sheet, 1..8 (default 1)")
 
 
 def _add_split(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

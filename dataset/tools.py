@@ -35,6 +35,7 @@ from dataset.color import rgb_to_lab
 from dataset.loader import GameFolder, find_game_folders
 from utils.errors import UserError
 from utils.fsio import atomic_write_json
+from utils.geometry import check_scale
 from utils.images import MAX_PIXELS, header_size, list_images, read_rgb, write_png
 from utils.progress import progress
 
@@ -307,8 +308,7 @@ def preview(
         raise UserError(f"--count must be at least 1, got {count}")
     if columns < 1:
         raise UserError(f"--columns must be at least 1, got {columns}")
-    if not 1 <= scale <= 16:
-        raise UserError(f"--scale must be an integer from 1 to 16, got {scale}")
+    scale = check_scale(scale, "--tile-scale")
     out = Path(out_png)
     if out.suffix.lower() != ".png":
         raise UserError(f"preview output must be a .png file, got {out}")

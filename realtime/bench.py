@@ -28,6 +28,7 @@ import numpy as np
 from realtime.engine import NATIVE_H, NATIVE_W, Colorizer
 from utils.errors import UserError
 from utils.fsio import atomic_write_json
+from utils.geometry import check_scale
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "display")
 DMG_GREYS = np.array([255, 170, 85, 0], np.uint8)
@@ -262,8 +263,7 @@ def run_bench(models: list[str] | None = None, *, seconds: float = 5.0, frames: 
         raise UserError("--seconds must be positive")
     if frames is not None and frames < 1:
         raise UserError("--frames must be at least 1")
-    if scale < 1 or scale > 8:
-        raise UserError("--scale must be 1..8")
+    scale = check_scale(scale, "--input-scale")
     targets = _targets(models)
     results: dict[str, dict[str, Any]] = {}
     for name, path in targets:

@@ -25,6 +25,7 @@ from typing import Any
 
 from utils.errors import UserError
 from utils.fsio import atomic_write_json
+from utils.geometry import check_scale
 
 #: Emulators ``bench --emulator`` can start: name -> (executable candidates, window title).
 EMULATORS = {"mgba": (("mgba", "/usr/games/mgba"), "mGBA")}
@@ -111,8 +112,7 @@ def start_emulator(name: str, rom: Path, xserver: XServer, scale: int = 3, *,
     from capture.window import list_windows
 
     exe = find_executable(name)
-    if not 1 <= scale <= 6:
-        raise UserError("the emulator's window scale must be 1..6")
+    scale = check_scale(scale, "the emulator's window scale")
     argv = [exe, f"-{scale}", "-C", "gb.model=DMG", str(rom)]
     log = tempfile.TemporaryFile()  # noqa: SIM115 - read back only if the emulator fails
     proc = subprocess.Popen(argv, env=xserver.env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603

@@ -46,6 +46,7 @@ from realtime.display import GB_FPS, KEY_HELP, SIDE_GAP, Display, Pacer, stage_s
 from realtime.viewer import Viewer, engine_timings, make_colorizer, model_names
 from utils.errors import UserError
 from utils.fsio import atomic_write_json
+from utils.geometry import check_scale
 
 LIVE_HELP = KEY_HELP + ". The emulator window is followed when it moves, re-detected when resized, waited for " \
     "when minimised; closing it ends the run (exit code 0)."
@@ -526,8 +527,7 @@ class LiveSession:
     def run(self) -> dict[str, Any]:
         require_display()
         o = self.opts
-        if o.scale < 1:
-            raise UserError("--scale must be at least 1")
+        check_scale(o.scale, "--scale")
         if o.position not in ("over", "beside"):
             raise UserError("--position must be 'over' or 'beside'")
         if o.position == "over" and o.region is not None:

@@ -26,6 +26,7 @@ from realtime.display import GB_FPS, KEY_HELP, Display, Pacer, can_open_window, 
 from realtime.viewer import Viewer, engine_timings, make_colorizer, model_names
 from utils.errors import UserError
 from utils.fsio import atomic_path, atomic_write_json
+from utils.geometry import check_scale
 
 PLAY_KEY_HELP = "game keys: arrows d-pad, Z = A, X = B, Enter = Start, Backspace or right Shift = Select; " + KEY_HELP
 
@@ -89,8 +90,7 @@ def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
         raise UserError(f"{rom} is a Game Boy Color-only game ({info.title!r}); it is already in colour")
     if opts.headless and opts.frames is None:
         raise UserError("--headless needs --frames N (how many frames to run)")
-    if opts.scale < 1:
-        raise UserError("--scale must be at least 1")
+    check_scale(opts.scale, "--scale")
     if not opts.headless and not can_open_window():
         raise UserError("no display: DISPLAY is not set; use --headless --frames N --record OUT.mp4 "
                         "(or run under Xvfb)")

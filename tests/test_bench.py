@@ -57,6 +57,7 @@ def test_cli_bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pyte
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     model = tiny_onnx(tmp_path / "m.onnx")
     out = tmp_path / "b.json"
-    assert retrocolor.main(["bench", "--model", str(model), "--frames", "30", "--scale", "2", "--json", str(out)]) == 0
+    argv = ["bench", "--model", str(model), "--frames", "30", "--input-scale", "2", "--json", str(out)]
+    assert retrocolor.main(argv) == 0
     assert "m: " in capsys.readouterr().out
     assert json.loads(out.read_text())["m"]["input"].startswith("320x288")

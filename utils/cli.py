@@ -63,6 +63,17 @@ def positive_float(text: str) -> float:
     return v
 
 
+def scale(text: str) -> int:
+    """An integer pixel scale (:func:`utils.geometry.check_scale`): the type of every ``--*scale`` flag."""
+    from utils.errors import UserError
+    from utils.geometry import check_scale
+
+    try:
+        return check_scale(text, "the scale")
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def print_json(obj: object) -> None:
     """A command's ``--json`` output: indented JSON on stdout."""
     print(json.dumps(obj, indent=2))
