@@ -218,9 +218,13 @@ def ship_unseen(split_dir: Path, onnx: Path, recipe: str, unseen_json: Path, wei
                            f"of {len(doc['train_corpus'])} homebrew games rendered from ROMs plus the 21 games of "
                            "../shared; cautious colours, one per (8x8 tile, shade) like Color hardware")
     meta = src_card.get("checkpoint_meta", {})
-    card["params"] = meta.get("params") or src_card.get("params")
-    card["macs_160x144"] = meta.get("macs_160x144") or src_card.get("macs_160x144")
-    card["decode"] = {"temperature": meta.get("temperature"), "tile_snap": meta.get("tile_snap")}
+    import models
+    from models.flops import count_macs
+
+    net = models.create(str(card["arch"]), **card.get("arch_kwargs", {}))
+    card["params"] = sum(p.numel() for p in net.parameters())
+    card["macs_160x144"] = count_macs(net)
+    card["decode"] = {"temperature": meta.get("temperature") or "as trained", "tile_snap": meta.get("tile_snap")}
     card["training"] = {"recipe": recipe, "data": "retrocolor dataset render corpus (../shared/roms dual + cgb) "
                         "and the train blocks of ../shared/data/gbc; games of split.json's test and val sets held out",
                         "epochs": meta.get("epochs"), "best_epoch": meta.get("best_epoch"),
