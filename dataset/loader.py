@@ -128,6 +128,15 @@ def _cache_key(files: list[Path], twins: list[Path | None], with_dmg: bool, size
     return h.hexdigest()[:16]
 
 
+def count_frames(paths: Sequence[str | os.PathLike[str]], limit_per_game: int | None = None) -> int:
+    """How many frames :func:`load_frames` would load (a directory scan, no decoding)."""
+    n = 0
+    for g in find_game_folders(paths):
+        k = len(list_images(g.frames))
+        n += min(k, limit_per_game) if limit_per_game is not None else k
+    return n
+
+
 def load_frames(
     paths: Sequence[str | os.PathLike[str]],
     *,
