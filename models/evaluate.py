@@ -382,7 +382,13 @@ def _evaluate(predict: Predictor, info: dict[str, Any], data: Sequence[str | os.
     else:
         bfs, source = _training_frames(info["meta"], with_dmg)
     if bfs is not None and len(bfs):
-        lut, used = fit_lut(bfs, input_mode)
+        lut_mode = input_mode
+        if input_mode == "dmg" and (bfs.has_dmg is None or not bfs.has_dmg.any()):
+            # A model trained on a colour longplay has no twins to fit on: the table a user could
+            # build from those frames is the one of their 4-shade look, which is what twins are.
+            lut_mode = "dmg4"
+            source += " (no monochrome twins there: fitted on their 4-shade look)"
+        lut, used = fit_lut(bfs, lut_mode)
         lut_info = {"source": source, "fit_frames": used, "filled_bins": lut.filled_bins, "bins": lut.bins}
     else:
         lut_info = {"source": None, "note": source}
