@@ -212,3 +212,14 @@ def test_weighted_metrics_equal_per_pixel() -> None:
     for k in METRIC_KEYS:
         assert np.allclose(w[k], per_pixel[k], rtol=1e-9), k
     assert per_pixel["acc10"].max() < 1 and per_pixel["psnr"].max() < PSNR_CAP
+
+
+def test_dmg_input_with_a_colour_only_lut_source_falls_back_to_its_4_shade_look(games: Path, tmp_path: Path) -> None:
+    """A model trained on a colour longplay, scored on real twins: its training frames have no
+    twins, so the LUT baseline is fitted on their 4-shade look (said so), not refused."""
+    colour_only = tmp_path / "longplay"
+    write_frames(colour_only / "alpha", make_game_frames(6, 1, w=32, h=24))
+    rep = evaluate(ckpt(tmp_path), [games], input_mode="dmg", baseline_train=[colour_only], show_progress=False)
+    assert rep["overall"]["n_frames"] == 3
+    assert "4-shade look" in rep["lut"]["source"] and rep["lut"]["filled_bins"] <= 4
+    assert "lut" in rep["baselines"] and rep["baselines"]["lut"]["mse_ab"] is not None
