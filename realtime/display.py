@@ -223,7 +223,8 @@ class Display:
         pg = self._pg
         h, w = rgb.shape[:2]
         self._set_size((w, h))
-        surf = pg.image.frombuffer(np.ascontiguousarray(rgb[:, :, :3]).tobytes(), (w, h), "RGB")
+        buf = np.ascontiguousarray(rgb[:, :, :3])  # the array's own buffer: no bytes copy
+        surf = pg.image.frombuffer(buf, (w, h), "RGB")
         self.screen.blit(pg.transform.scale(surf, self.screen.get_size()), (0, 0))
         if overlay:
             self._draw_overlay(overlay)
