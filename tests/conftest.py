@@ -1,4 +1,5 @@
-"""Fixtures and hooks only: ../shared, one torch thread, the robustness tally.  Helpers: tests/helpers.py."""
+"""Fixtures and hooks only: ../shared, a private Xvfb, one torch thread, the robustness tally.
+Helpers: tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -10,9 +11,35 @@ import pytest
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
-# Helpers live in tests/helpers.py; these names stay importable from conftest for the tests that
-# still import them from here (test_live.py, test_screen.py).
-from helpers import ROOT, SHARED, make_game_frames, shared_path, tiny_lightness_onnx  # noqa: E402, F401
+from helpers import ROOT, shared_path  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def xvfb():
+    """A private Xvfb display; yields the env for subprocesses that use it (skips without Xvfb)."""
+    import shutil
+    import subprocess
+    import time
+
+    if not shutil.which("Xvfb"):
+        pytest.skip("needs Xvfb (apt install xvfb)")
+    n = next(i for i in range(90, 190) if not Path(f"/tmp/.X11-unix/X{i}").exists()
+             and not Path(f"/tmp/.X{i}-lock").exists())
+    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if Path(f"/tmp/.X11-unix/X{n}").exists():
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.skip("Xvfb did not start")
+    env = dict(os.environ, DISPLAY=f":{n}", SDL_VIDEODRIVER="x11", SDL_AUDIODRIVER="dummy",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               PYGAME_HIDE_SUPPORT_PROMPT="1")
+    yield env
+    proc.terminate()
+    proc.wait(5)
 
 
 @pytest.fixture

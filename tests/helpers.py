@@ -1,9 +1,9 @@
 """Helpers the tests share: synthetic Game Boy frames and game folders, tiny ONNX colorizers
-built without torch, 4-shade frames, the ../shared data location, and a loopback HTTP server.
+built without torch, 4-shade frames, the ../shared data location, a loopback HTTP server, and
+the window lookup of the X11 tests.
 
 Tests import these from here (``from helpers import ...``), never from ``conftest.py`` or from
-other test files; ``conftest.py`` keeps only fixtures and hooks (and re-exports a few names for
-tests that still import them from there).
+other test files; ``conftest.py`` keeps only fixtures (a private Xvfb among them) and hooks.
 """
 
 from __future__ import annotations
@@ -286,3 +286,15 @@ def range_server(files: dict[str, tuple[bytes, str]] | None = None) -> Iterator[
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def x_window_rect(env: dict, title: str):
+    """The window titled exactly ``title`` on ``env``'s X display, as a ``capture.window.Rect``
+    with absolute geometry, or None (xwininfo: xdotool search misses SDL windows)."""
+    import subprocess
+
+    from capture.window import parse_tree
+
+    tree = subprocess.run(["xwininfo", "-root", "-tree"], env=env, capture_output=True, text=True).stdout
+    hits = [w for w in parse_tree(tree) if w.title == title]
+    return hits[0].rect if hits else None

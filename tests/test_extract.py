@@ -1,7 +1,7 @@
 """dataset.extract on small synthetic longplays: junk filtering, manifest, resume after SIGKILL, bad input.
 
 The videos are written here with OpenCV's MPEG-4 encoder (no ../shared needed): a black lead-in,
-game frames (conftest.make_game_frames) upscaled 2x into a 480x360 canvas, a static title card
+game frames (helpers.make_game_frames) upscaled 2x into a 480x360 canvas, a static title card
 held for 2 s, a white flash.
 """
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_game_frames
-from conftest import tiny_lightness_onnx as _tiny_onnx
+from helpers import make_game_frames, x_window_rect
+from helpers import tiny_lightness_onnx as _tiny_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -68,28 +68,6 @@ pygame.display.quit()
 
 
 @pytest.fixture(scope="module")
-def xvfb():
-    """A private Xvfb display; yields the env for subprocesses that use it."""
-    n = next(i for i in range(90, 190) if not Path(f"/tmp/.X11-unix/X{i}").exists()
-             and not Path(f"/tmp/.X{i}-lock").exists())
-    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        if Path(f"/tmp/.X11-unix/X{n}").exists():
-            break
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.skip("Xvfb did not start")
-    env = dict(os.environ, DISPLAY=f":{n}", SDL_VIDEODRIVER="x11", SDL_AUDIODRIVER="dummy",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-               PYGAME_HIDE_SUPPORT_PROMPT="1")
-    yield env
-    proc.terminate()
-    proc.wait(5)
-
-
-@pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     return _tiny_onnx(tmp_path_factory.mktemp("model") / "tiny.onnx")
 
@@ -124,13 +102,7 @@ def _live(env: dict, *args: str, timeout: float = 30) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _find(env: dict, title: str):
-    """A window by exact title, with absolute geometry (xwininfo; xdotool search misses SDL windows)."""
-    from capture.window import parse_tree
-
-    tree = subprocess.run(["xwininfo", "-root", "-tree"], env=env, capture_output=True, text=True).stdout
-    hits = [w for w in parse_tree(tree) if w.title == title]
-    return hits[0].rect if hits else None
+_find = x_window_rect
 
 
 def _our_window(env: dict):

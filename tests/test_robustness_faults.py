@@ -8,7 +8,7 @@
 * ``download``: a slow loopback server; after every kill no file under the final name holds
   partial data; the re-run resumes (HTTP Range) to a byte-identical file.  A server that hangs
   up mid-body never yields a "success".
-* ``live`` (under a private Xvfb, reusing tests/test_live.py's fixture and tiny model): the
+* ``live`` (under conftest's private Xvfb, with the tiny model of tests/helpers.py): the
   emulator window moves, is resized, disappears; a model file is swapped under the running
   filter and M pressed; the user closes our window (a WM_DELETE_WINDOW message, what a window
   manager's close button sends).  No traceback; a message; exit 0 or a one-line error.
@@ -360,13 +360,8 @@ def test_download_cut_connection_is_never_success(slow_server: RangeServer, tmp_
 
 # =========================================================================== live
 _HAVE_X = bool(shutil.which("Xvfb") and shutil.which("xwininfo") and shutil.which("xdotool"))
-try:  # the stand-in emulator, the tiny model and the private Xvfb of the live-filter tests
-    import test_live
-    from test_live import xvfb  # noqa: F401 - a module-scoped fixture, used below
-
-    _live_helpers = all(hasattr(test_live, n) for n in ("_find", "_tiny_onnx"))
-except ImportError:
-    _live_helpers = False
+# the tiny model and the window lookup of the live-filter tests; the private Xvfb is conftest's
+from helpers import tiny_lightness_onnx, x_window_rect  # noqa: E402
 
 
 def _send_wm_delete(display: str, window_title: str) -> bool:
@@ -456,7 +451,7 @@ def _start_emu(env: dict, frames: np.ndarray, tmp: Path, pos: str = "40,40") -> 
     (tmp / "resizable_emu.py").write_text(_RESIZABLE_EMU)
     proc = subprocess.Popen([CLI[0], str(tmp / "resizable_emu.py"), str(tmp / "frames.npy"), pos, "0.4", "60"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if not _wait_for(lambda: test_live._find(env, "FakeBoy emulator") is not None, 15):
+    if not _wait_for(lambda: x_window_rect(env, "FakeBoy emulator") is not None, 15):
         proc.kill()
         raise AssertionError(f"the stand-in emulator did not start: {proc.communicate()[1][-500:]}")
     return proc
@@ -476,13 +471,13 @@ def _wait_for(pred, timeout: float) -> bool:  # noqa: ANN001
     return False
 
 
-@pytest.mark.skipif(not (_HAVE_X and _live_helpers), reason="needs Xvfb, xwininfo, xdotool and tests/test_live.py")
+@pytest.mark.skipif(not _HAVE_X, reason="needs Xvfb, xwininfo and xdotool")
 def test_live_window_moves_resizes_models_swap_and_user_closes(xvfb: dict, tmp_path: Path) -> None:
     env = {**xvfb, "RETROCOLOR_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
     wdir = tmp_path / "weights"
     wdir.mkdir()
-    a = test_live._tiny_onnx(wdir / "a.onnx")
-    test_live._tiny_onnx(wdir / "b.onnx")
+    a = tiny_lightness_onnx(wdir / "a.onnx")
+    tiny_lightness_onnx(wdir / "b.onnx")
     frames = np.ascontiguousarray(make_game_frames(24, seed=3)[::8].mean(axis=3).astype(np.uint8))
     emu = _start_emu(env, frames, tmp_path, pos="40,40")
     live = None
@@ -491,14 +486,14 @@ def test_live_window_moves_resizes_models_swap_and_user_closes(xvfb: dict, tmp_p
         live = subprocess.Popen([CLI[0], "-c", _LIVE_WRAPPER, str(ROOT), str(wdir), "live", "--window", "FakeBoy",
                                  "--model", str(a), "--seconds", "25", "--stats-json", str(tmp_path / "s1.json")],
                                 env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert _wait_for(lambda: test_live._find(env, "retrocolor live") is not None, 15), "no live window"
+        assert _wait_for(lambda: x_window_rect(env, "retrocolor live") is not None, 15), "no live window"
         time.sleep(0.8)
         emu_id = _wid(env, "FakeBoy emulator")
         subprocess.run(["xdotool", "windowmove", emu_id, "120", "90"], env=env, check=True)
-        moved = _wait_for(lambda: getattr(test_live._find(env, "retrocolor live"), "x", None) == 120 + 320 + 8, 4)
+        moved = _wait_for(lambda: getattr(x_window_rect(env, "retrocolor live"), "x", None) == 120 + 320 + 8, 4)
         fault("live", survived=moved and live.poll() is None, note="did not follow a moved window")
         subprocess.run(["xdotool", "windowsize", emu_id, "400", "360"], env=env, check=True)
-        resized = _wait_for(lambda: getattr(test_live._find(env, "FakeBoy emulator"), "width", 0) == 400, 3)
+        resized = _wait_for(lambda: getattr(x_window_rect(env, "FakeBoy emulator"), "width", 0) == 400, 3)
         time.sleep(1.0)
         assert resized and emu.poll() is None, "the stand-in emulator did not take the resize"
         alive = live.poll() is None
@@ -506,7 +501,7 @@ def test_live_window_moves_resizes_models_swap_and_user_closes(xvfb: dict, tmp_p
         assert alive, f"live died after a resize: rc {live.returncode}: {live.communicate()[1][-1500:]}"
         # swap b.onnx for another valid model (atomically, as a user copying a new export would), press M
         w = wdir / ".b.new.onnx"
-        test_live._tiny_onnx(w)
+        tiny_lightness_onnx(w)
         os.replace(w, wdir / "b.onnx")
         ours = _wid(env, "retrocolor live")
         subprocess.run(["xdotool", "key", "--window", ours, "m"], env=env, check=True)
@@ -525,7 +520,7 @@ def test_live_window_moves_resizes_models_swap_and_user_closes(xvfb: dict, tmp_p
         live = subprocess.Popen([CLI[0], "-c", _LIVE_WRAPPER, str(ROOT), str(wdir), "live", "--window", "FakeBoy",
                                  "--model", str(a), "--seconds", "25"],
                                 env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert _wait_for(lambda: test_live._find(env, "retrocolor live") is not None, 15), "no live window"
+        assert _wait_for(lambda: x_window_rect(env, "retrocolor live") is not None, 15), "no live window"
         time.sleep(0.8)
         (wdir / ".b.bad").write_bytes((wdir / "b.onnx").read_bytes()[:40])
         os.replace(wdir / ".b.bad", wdir / "b.onnx")
@@ -548,11 +543,11 @@ def test_live_window_moves_resizes_models_swap_and_user_closes(xvfb: dict, tmp_p
         if not recovered:  # session 3: the emulator window disappears mid-run
             emu.kill()
             emu.wait()
-            assert _wait_for(lambda: test_live._find(env, "FakeBoy emulator") is None, 5)
+            assert _wait_for(lambda: x_window_rect(env, "FakeBoy emulator") is None, 5)
             emu = _start_emu(env, frames, tmp_path, pos="40,40")
             live = subprocess.Popen([*CLI, "live", "--window", "FakeBoy", "--model", str(a), "--seconds", "25"],
                                     env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            assert _wait_for(lambda: test_live._find(env, "retrocolor live") is not None, 15), "no live window"
+            assert _wait_for(lambda: x_window_rect(env, "retrocolor live") is not None, 15), "no live window"
             time.sleep(0.5)
             emu.kill()
             emu.wait()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from conftest import make_game_frames
+from helpers import make_game_frames
 
 from capture.screen import (
     KERNELS,
