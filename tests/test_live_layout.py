@@ -54,3 +54,28 @@ def test_small_screen_gives_the_largest_scale_that_fits() -> None:
 
 def test_over_keeps_the_emulators_corner() -> None:
     assert _layout(Rect(100, 80, 480, 432), (160, 144), position="over") == (3, (100, 80))
+
+
+def test_a_repeated_frame_reuses_its_colour_and_a_new_model_does_not() -> None:
+    import numpy as np
+
+    from realtime.live import SameFrame
+
+    class Counting:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def colorize(self, frame: np.ndarray) -> np.ndarray:
+            self.calls += 1
+            return frame[:, :, ::-1].copy()
+
+    same, model = SameFrame(), Counting()
+    a = np.zeros((144, 160, 3), np.uint8)
+    b = a.copy()
+    b[5, 7] = 255
+    outs = [same.colorize(model, f.copy()) for f in (a, a, a, b, b, a)]
+    assert model.calls == 3 and same.reused == 3  # a, b, a again: colorized; the repeats reused
+    assert np.array_equal(outs[4], b[:, :, ::-1]) and np.array_equal(outs[5], a[:, :, ::-1])
+    other = Counting()
+    same.colorize(other, a.copy())
+    assert other.calls == 1  # another model (M) colours the same frame afresh
