@@ -109,13 +109,19 @@ def start_emulator(name: str, rom: Path, xserver: XServer, scale: int = 3, *,
 
     Returns the process and its window (:class:`capture.window.WindowInfo`) once it is mapped.
     """
-    from capture.window import list_windows
-
     exe = find_executable(name)
     scale = check_scale(scale, "the emulator's window scale")
     argv = [exe, f"-{scale}", "-C", "gb.model=DMG", str(rom)]
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - read back only if the emulator fails
-    proc = subprocess.Popen(argv, env=xserver.env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    with tempfile.TemporaryFile() as log:  # read back only if the emulator fails; the child keeps its own fd
+        proc = subprocess.Popen(argv, env=xserver.env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        return proc, _wait_for_window(proc, name, rom, xserver, log, timeout)
+
+
+def _wait_for_window(proc: subprocess.Popen[bytes], name: str, rom: Path, xserver: XServer, log: Any,
+                     timeout: float) -> Any:
+    """The emulator's window once it is mapped and its size has settled."""
+    from capture.window import list_windows
+
     title = EMULATORS[name][1]
     deadline = time.monotonic() + timeout
     last, since = None, 0.0
@@ -133,7 +139,7 @@ def start_emulator(name: str, rom: Path, xserver: XServer, scale: int = 3, *,
                     if last is None or win.rect != last.rect:
                         last, since = win, time.monotonic()
                     elif time.monotonic() - since >= 0.5:
-                        return proc, win
+                        return win
             time.sleep(0.1)
     proc.kill()
     raise UserError(f"no {title} window appeared within {timeout:g} s")

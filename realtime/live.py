@@ -118,7 +118,8 @@ class SameFrame:
             self.reused += 1
             return self._colour
         colour = colorizer.colorize(native)
-        self._frame, self._colour, self._owner = native.copy(), colour, colorizer
+        # No copy: each captured frame is a new array, and nothing writes to it after this.
+        self._frame, self._colour, self._owner = native, colour, colorizer
         return colour
 
 
@@ -150,17 +151,6 @@ STILL_FAST_FOR_S = 5.0
 STILL_SLOW_RETRY_S = 2.0
 
 
-@dataclass
-class Prepared:
-    """One captured frame made ready for the engine: the native 160x144 RGB screen."""
-
-    input: np.ndarray  # what Colorizer.colorize gets (native RGB), also shown as the grey side
-
-    @property
-    def grey(self) -> np.ndarray:
-        return self.input
-
-
 class _Plan:
     """How frames of one size become engine input, for one screen rectangle.
 
@@ -176,29 +166,29 @@ class _Plan:
         h, w = shape
         k = rect.w / NATIVE_W
         whole = all(abs(v - round(v)) < 1e-6 for v in (rect.x, rect.y, k)) and abs(rect.h - k * NATIVE_H) < 1e-6
-        self.crop: tuple[int, int, int, int] | None = None
+        self.origin: tuple[int, int] | None = None  # top-left of an integer-scale screen
         self.sampler: NativeSampler | None = None
         if whole and k >= 1 and rect.x >= 0 and rect.y >= 0 and rect.x + rect.w <= w and rect.y + rect.h <= h:
             x0, y0, self.step = round(rect.x), round(rect.y), round(k)  # step: source pixels per cell
-            self.crop = (x0, y0, x0 + round(rect.w), y0 + round(rect.h))
+            self.origin = (x0, y0)
         else:
             self.step = 1
             self.sampler = NativeSampler(rect, shape)
 
-    def __call__(self, bgra: np.ndarray) -> Prepared:
-        if self.crop is not None:
+    def __call__(self, bgra: np.ndarray) -> np.ndarray:
+        if self.origin is not None:
             # The cell centres of an exact integer upscale *are* the native frame, real DMG shades
             # included (the engine's palette detection needs them): 0.1 ms, and the engine then
             # works at 160x144 instead of checking and re-upscaling a 9-36x larger crop.
-            x0, y0, _, _ = self.crop
+            x0, y0 = self.origin
             o = self.step // 2
             native = np.ascontiguousarray(bgra[y0 + o:y0 + o + NATIVE_H * self.step:self.step,
                                                x0 + o:x0 + o + NATIVE_W * self.step:self.step, 2::-1])
-            return Prepared(native)
+            return native
         assert self.sampler is not None
         # RGB first: the alpha channel would cost a quarter of the sampling for nothing.
         native = self.sampler(cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGB))
-        return Prepared(native)
+        return native
 
 
 class ScreenFinder:
@@ -252,7 +242,7 @@ class ScreenFinder:
         with self._lock:
             self._reset_locked()
 
-    def __call__(self, bgra: np.ndarray) -> Prepared:
+    def __call__(self, bgra: np.ndarray) -> np.ndarray:
         shape = (int(bgra.shape[0]), int(bgra.shape[1]))
         with self._lock:
             if shape != self._shape:
@@ -508,15 +498,15 @@ class LiveSession:
                 if geometry != geometry_seen:
                     self.finder.reset()
                     geometry_seen = geometry
-                prep = self.finder(frame)
+                native = self.finder(frame)  # the 160x144 RGB screen: engine input and the grey side
                 t2 = time.perf_counter()
-                colour = self.same.colorize(self.colorizer, prep.input)
+                colour = self.same.colorize(self.colorizer, native)
                 t3 = time.perf_counter()
                 self.t_capture.append(t1 - t0)
                 self.t_detect.append(t2 - t1)
                 self.t_colorize.append(t3 - t2)
                 self.n_colored += 1
-                self.colored.put(Colored(self.n_captured, t0, prep.grey, colour))
+                self.colored.put(Colored(self.n_captured, t0, native, colour))
                 pacer.wait()
         except UserError as e:
             self.finish(str(e), error=True)

@@ -130,6 +130,28 @@ def evaluate_models(split_dir: Path, models_: list[str], which: str, out: Path, 
     return reports
 
 
+def _held_out_entry(rep: dict) -> dict:
+    """One input mode's figures for a model card (the per-frame "look" details left out)."""
+    return {"overall": rep["overall"], "baselines": rep["baselines"],
+            "per_game": {g: {k: v for k, v in m.items() if k != "look"} for g, m in rep["per_game"].items()}}
+
+
+def _unseen_section(doc: dict, shipped: dict) -> dict:
+    """A model card's figures on the held-out games (``shipped``: its ``eval`` report)."""
+    return {
+        "what": "real monochrome twins of dual-mode games held out by game (scripts/unseen.py split, seed "
+                f"{doc['seed']}); baselines: grey, the boot ROM's default palette, the best boot palette per game "
+                "with hindsight",
+        "games": doc["test"], "by_game": shipped["by_game"],
+        "per_game": {g: {"mse_ab": m["mse_ab"], "ratio_to_gray": m["ratio_to_gray"], "look": m["look"],
+                         "n_frames": m["n_frames"],
+                         "boot_best": {k: m["baselines"]["boot_best"][k] for k in ("mse_ab", "palette")},
+                         "boot_default_mse_ab": m["baselines"]["boot_default"]["mse_ab"],
+                         "gray_mse_ab": m["baselines"]["gray"]["mse_ab"]}
+                     for g, m in shipped["per_game"].items()},
+    }
+
+
 def ship(split_dir: Path, monochrome: Path, recipe: str, unseen_json: Path, weights_dir: Path,
          shared_split: Path, index: Path) -> dict:
     """Put ``monochrome`` into the shipped router (fp32 and int8 twin) and re-measure its card.
@@ -153,25 +175,12 @@ def ship(split_dir: Path, monochrome: Path, recipe: str, unseen_json: Path, weig
     test, train = sorted((shared_split / "test").iterdir()), sorted((shared_split / "train").iterdir())
     for mode in ("dmg", "dmg4"):
         rep = evaluate(weights_dir / "default.onnx", test, input_mode=mode, baseline_train=train, show_progress=False)
-        card["held_out"]["fp32"][mode] = {"overall": rep["overall"], "baselines": rep["baselines"],
-                                          "per_game": {g: {k: v for k, v in m.items() if k != "look"}
-                                                       for g, m in rep["per_game"].items()}}
+        card["held_out"]["fp32"][mode] = _held_out_entry(rep)
         print(f"seen games, {mode}: mse_ab {rep['overall']['mse_ab']:.4f} acc10 {rep['overall']['acc10']:.3f} "
               f"(gray {rep['baselines']['gray']['mse_ab']:.4f})")
     unseen = json.loads(unseen_json.read_text(encoding="utf-8"))
     shipped = unseen.get(str(monochrome)) or next(iter(unseen.values()))
-    card["unseen_games"] = {
-        "what": "real monochrome twins of dual-mode games held out by game (scripts/unseen.py split, seed "
-                f"{doc['seed']}); baselines: grey, the boot ROM's default palette, the best boot palette per game "
-                "with hindsight",
-        "games": doc["test"], "by_game": shipped["by_game"],
-        "per_game": {g: {"mse_ab": m["mse_ab"], "ratio_to_gray": m["ratio_to_gray"], "look": m["look"],
-                         "n_frames": m["n_frames"],
-                         "boot_best": {k: m["baselines"]["boot_best"][k] for k in ("mse_ab", "palette")},
-                         "boot_default_mse_ab": m["baselines"]["boot_default"]["mse_ab"],
-                         "gray_mse_ab": m["baselines"]["gray"]["mse_ab"]}
-                     for g, m in shipped["per_game"].items()},
-    }
+    card["unseen_games"] = _unseen_section(doc, shipped)
     card["router"]["monochrome_recipe"] = recipe
     card["router"]["monochrome"] = ("4-shade monochrome frames (a DMG game, or a DMG palette the engine recognised): "
                                     "unet_small fine-tuned on the rendered corpus' real twins")
@@ -204,9 +213,7 @@ def ship_unseen(split_dir: Path, onnx: Path, recipe: str, unseen_json: Path, wei
                           "lookup table fitted on the train blocks", "fp32": {}}
     for mode in ("L", "dmg4", "dmg"):
         rep = evaluate(out, test, input_mode=mode, baseline_train=train, show_progress=False)
-        held["fp32"][mode] = {"overall": rep["overall"], "baselines": rep["baselines"],
-                              "per_game": {g: {k: v for k, v in m.items() if k != "look"}
-                                           for g, m in rep["per_game"].items()}}
+        held["fp32"][mode] = _held_out_entry(rep)
         print(f"card split, {mode}: mse_ab {rep['overall']['mse_ab']:.4f} acc10 {rep['overall']['acc10']:.3f} "
               f"(gray {rep['baselines']['gray']['mse_ab']:.4f})")
     unseen = json.loads(unseen_json.read_text(encoding="utf-8"))
@@ -231,18 +238,7 @@ def ship_unseen(split_dir: Path, onnx: Path, recipe: str, unseen_json: Path, wei
                         "val_metrics": meta.get("val_metrics")}
     card["training_games"] = credits(doc, index)
     card["held_out"] = held
-    card["unseen_games"] = {
-        "what": "real monochrome twins of dual-mode games held out by game (scripts/unseen.py split, seed "
-                f"{doc['seed']}); baselines: grey, the boot ROM's default palette, the best boot palette per game "
-                "with hindsight",
-        "games": doc["test"], "by_game": shipped["by_game"],
-        "per_game": {g: {"mse_ab": m["mse_ab"], "ratio_to_gray": m["ratio_to_gray"], "look": m["look"],
-                         "n_frames": m["n_frames"],
-                         "boot_best": {k: m["baselines"]["boot_best"][k] for k in ("mse_ab", "palette")},
-                         "boot_default_mse_ab": m["baselines"]["boot_default"]["mse_ab"],
-                         "gray_mse_ab": m["baselines"]["gray"]["mse_ab"]}
-                     for g, m in shipped["per_game"].items()},
-    }
+    card["unseen_games"] = _unseen_section(doc, shipped)
     card["latency"] = json.loads(bench_json.read_text(encoding="utf-8")) if bench_json else {}
     card["default"] = False
     atomic_write_json(weights_dir / "unseen.json", card)

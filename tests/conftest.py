@@ -16,30 +16,17 @@ from helpers import ROOT, shared_path  # noqa: E402
 
 @pytest.fixture(scope="module")
 def xvfb():
-    """A private Xvfb display; yields the env for subprocesses that use it (skips without Xvfb)."""
-    import shutil
-    import subprocess
-    import time
+    """A private 1024x768 Xvfb display; yields the env for subprocesses that use it (skips without Xvfb)."""
+    from realtime.emulators import start_xvfb
+    from utils.errors import UserError
 
-    if not shutil.which("Xvfb"):
-        pytest.skip("needs Xvfb (apt install xvfb)")
-    n = next(i for i in range(90, 190) if not Path(f"/tmp/.X11-unix/X{i}").exists()
-             and not Path(f"/tmp/.X{i}-lock").exists())
-    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        if Path(f"/tmp/.X11-unix/X{n}").exists():
-            break
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.skip("Xvfb did not start")
-    env = dict(os.environ, DISPLAY=f":{n}", SDL_VIDEODRIVER="x11", SDL_AUDIODRIVER="dummy",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-               PYGAME_HIDE_SUPPORT_PROMPT="1")
+    try:
+        xs = start_xvfb((1024, 768))
+    except UserError as e:
+        pytest.skip(str(e))
+    env = dict(xs.env, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     yield env
-    proc.terminate()
-    proc.wait(5)
+    xs.close()
 
 
 @pytest.fixture

@@ -159,7 +159,7 @@ def test_default_schedule_scales_with_the_data() -> None:
     assert big.steps_per_epoch == 5000 // 32 and big.epochs == schedule.DEFAULT_EPOCHS  # one pass, 30 epochs
     for n in (10, 66, 300, 1000, 5000, 50_000):
         p = schedule.plan(n, 32)
-        assert p.steps_per_epoch * 32 >= min(n, 32) * (n // 32 or 1) // max(1, n // 32)  # at least a pass
+        assert p.steps_per_epoch >= max(1, n // 32)  # every epoch is at least one pass over the data
         assert p.total_steps >= schedule.MIN_TOTAL_STEPS
         assert schedule.MIN_PATIENCE <= p.patience < p.epochs
     assert [schedule.plan(n, 32).total_steps for n in (66, 5000, 50_000)] == sorted(

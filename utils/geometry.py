@@ -7,6 +7,8 @@ the first stage, needs it too and may import no later stage.
 
 from __future__ import annotations
 
+from utils.errors import UserError
+
 #: Native screen width and height in pixels.
 NATIVE_W, NATIVE_H = 160, 144
 #: ``(width, height)``, the order OpenCV and the samplers take sizes in.
@@ -24,8 +26,6 @@ def check_scale(value: object, what: str = "scale") -> int:
 
     The one validator behind every ``--*scale`` flag and the APIs they call.
     """
-    from utils.errors import UserError
-
     lo, hi = SCALE_RANGE
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise UserError(f"{what} must be a whole number {lo}..{hi}, got {value!r}")
