@@ -215,13 +215,27 @@ def _component_graph(model: Any, which: str) -> Any:
     """The If-branch graph that holds component ``which`` of a router ModelProto."""
     (outer,) = [n for n in model.graph.node if n.op_type == "If"]
     attrs = {a.name: a.g for a in outer.attribute}
-    if which == "monochrome":
-        return attrs["then_branch"]
+    if which in ("monochrome", "unknown"):
+        dmg = attrs["then_branch"]
+        gates = [n for n in dmg.node if n.op_type == "If"]
+        if not gates:
+            if which == "unknown":
+                raise UserError("router: no component 'unknown' (this router has no known-game gate)")
+            return dmg
+        gate_attrs = {a.name: a.g for a in gates[0].attribute}
+        return gate_attrs["then_branch" if which == "monochrome" else "else_branch"]
     (inner,) = [n for n in attrs["else_branch"].node if n.op_type == "If"]
     inner_attrs = {a.name: a.g for a in inner.attribute}
     if which in ("primary", "fallback"):
         return inner_attrs["then_branch" if which == "primary" else "else_branch"]
-    raise UserError(f"router: no component {which!r} (primary, fallback, monochrome)")
+    raise UserError(f"router: no component {which!r} (primary, fallback, monochrome, unknown)")
+
+
+def has_gate(model: Any) -> bool:
+    """Whether a router ModelProto's 4-shade branch has the known-game gate."""
+    (outer,) = [n for n in model.graph.node if n.op_type == "If"]
+    then = next(a.g for a in outer.attribute if a.name == "then_branch")
+    return any(n.op_type == "If" for n in then.node)
 
 
 def replace_monochrome(router: str | Path, monochrome: str | Path, meta: dict[str, Any] | None = None) -> Any:
@@ -242,11 +256,202 @@ def replace_monochrome(router: str | Path, monochrome: str | Path, meta: dict[st
     (outer,) = [n for n in model.graph.node if n.op_type == "If"]
     for a in outer.attribute:
         if a.name == "then_branch":
-            a.g.CopyFrom(_branch(new, "monochrome_", "L", "ab_monochrome"))
+            gates = [n for n in a.g.node if n.op_type == "If"]
+            target = next(b for b in gates[0].attribute if b.name == "then_branch") if gates else a
+            target.g.CopyFrom(_branch(new, "monochrome_", "L", "ab_monochrome"))
     props = {p.key: p.value for p in model.metadata_props}
     info = json.loads(props.get("retrocolor", "{}"))
     info.update(meta or {})
     info.setdefault("components", {})["monochrome"] = Path(monochrome).name
+    del model.metadata_props[:]
+    helper.set_model_props(model, {**props, "retrocolor": json.dumps(info)})
+    onnx.checker.check_model(model)
+    return model
+
+
+# ------------------------------------------------------------------ the known-game gate (4-shade input)
+#: The gate hashes every 8x8 window of a frame's shade indices (a Game Boy tile, at any scroll).
+GATE_WINDOW = 8
+#: The graph hashes the windows at every 4th row and column (1/16 of them: ample for a share, and
+#: the table holds every offset, so any scroll matches); tables are built from every window.
+GATE_STRIDE = 4
+#: Hash table size: 2**bits one-bit entries, packed 8 to a byte in the graph (1 MiB at 23 bits).
+GATE_BITS = 23
+#: A 4-shade frame goes to the monochrome specialist when at least this share of its non-uniform
+#: windows were seen in the specialist's training twins (chosen on validation games, see the card).
+DEFAULT_GATE_THRESHOLD = 0.5
+
+
+def gate_weights(seed: int = 0) -> np.ndarray:
+    """(8, 8) integer hash weights below 2**16: every partial sum of ``shade * weight`` over a
+    window stays below 2**24, so a float32 Conv computes the hash exactly."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(1, 1 << 16, size=(GATE_WINDOW, GATE_WINDOW)).astype(np.int64)
+
+
+def shade_index(L: np.ndarray) -> np.ndarray:
+    """Nearest of the 4 DMG shades (0 = black .. 3 = white) for Lab L (0..100), as the graph looks it up."""
+    levels = np.asarray(DMG_LEVELS_L, np.float32) / np.float32(100.0)
+    x = np.asarray(L, np.float32) / np.float32(100.0)
+    return np.abs(x[..., None] - levels).argmin(-1).astype(np.int64)
+
+
+def window_hashes(shades: np.ndarray, bits: int = GATE_BITS, seed: int = 0,
+                  stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Hash of the 8x8 windows (every ``stride``-th) of a (H, W) shade-index image, and whether
+    each window counts.
+
+    Windows of one shade (blank sky, black borders) are in every game, so they carry no evidence:
+    a window counts unless its raw hash is a multiple of the weights' sum, which every uniform
+    window's is (``shade * sum``); a two-shade window lands there with odds of about 1 in 2**21.
+    """
+    s = np.asarray(shades, np.int64)
+    win = np.lib.stride_tricks.sliding_window_view(s, (GATE_WINDOW, GATE_WINDOW))[::stride, ::stride]
+    w = gate_weights(seed)
+    raw = np.tensordot(win, w, axes=([2, 3], [0, 1]))
+    return raw % (1 << bits), raw % int(w.sum()) != 0
+
+
+def known_windows(shade_frames: Sequence[np.ndarray] | np.ndarray, bits: int = GATE_BITS,
+                  seed: int = 0) -> np.ndarray:
+    """Bit table packed into uint8 (2**bits / 8 bytes, little bit order): the window hashes that
+    occur in the (H, W) shade-index images ``shade_frames``."""
+    seen = np.zeros(1 << bits, bool)
+    for s in shade_frames:
+        h, valid = window_hashes(s, bits, seed)
+        seen[h[valid]] = True
+    return np.packbits(seen, bitorder="little")
+
+
+def table_bits(table: np.ndarray) -> int:
+    """The hash width of a packed table (its length is 2**bits / 8)."""
+    n = int(np.asarray(table).shape[0]) * 8
+    bits = n.bit_length() - 1
+    if np.asarray(table).ndim != 1 or n != 1 << bits or not 8 <= bits <= 28:
+        raise UserError(f"router gate: table must hold 2**bits bits (bits 8..28) packed in bytes, got {table.shape}")
+    return bits
+
+
+def window_shares(shades: np.ndarray, table: np.ndarray, seed: int = 0, stride: int = GATE_STRIDE) -> float:
+    """Share of a (H, W) shade-index image's non-uniform 8x8 windows found in the packed ``table``,
+    as the graph samples them (1.0 when no window has two shades: a blank screen tells nothing)."""
+    h, valid = window_hashes(shades, table_bits(table), seed, stride)
+    h = h[valid]
+    if h.size == 0:
+        return 1.0
+    hit = (table[h >> 3] >> (h & 7).astype(np.uint8)) & 1
+    return float(hit.mean())
+
+
+def known_share(L: np.ndarray, table: np.ndarray, seed: int = 0) -> float:
+    """:func:`window_shares` of a frame of Lab L (0..100), as the graph computes it."""
+    return window_shares(shade_index(L), table, seed)
+
+
+def _gate_graph(monochrome: Any, unknown: Any, table: np.ndarray, threshold: float, seed: int) -> Any:
+    """The router's 4-shade branch: hash the frame's windows, then the specialist or ``unknown``.
+
+    ``monochrome`` is the specialist's branch graph as the router holds it (output ``ab_monochrome``).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    bits = table_bits(table)
+    w = gate_weights(seed).astype(np.float32).reshape(1, 1, GATE_WINDOW, GATE_WINDOW)
+    k = [GATE_WINDOW, GATE_WINDOW]
+    # shade index = round(3 * L/100): the DMG levels' L/100 (0, 0.361, 0.696, 1) times 3 round to
+    # 0..3 with 0.4 to spare, and this branch only sees pixels within a level of them
+    nodes = [
+        helper.make_node("Mul", ["L", "g_three"], ["g_l3"]),
+        helper.make_node("Round", ["g_l3"], ["g_s"]),
+        helper.make_node("Conv", ["g_s", "g_w"], ["g_hf"], kernel_shape=k, strides=[GATE_STRIDE, GATE_STRIDE]),
+        helper.make_node("Cast", ["g_hf"], ["g_raw4"], to=TensorProto.INT64),
+        helper.make_node("Reshape", ["g_raw4", "g_flat"], ["g_raw"]),
+        helper.make_node("Mod", ["g_raw", "g_size"], ["g_h"]),
+        # bit h of the packed table: byte h // 8, bit h % 8 (little order), as integer arithmetic
+        helper.make_node("Div", ["g_h", "g_eight"], ["g_byte_i"]),
+        helper.make_node("Mod", ["g_h", "g_eight"], ["g_bit_i"]),
+        helper.make_node("Gather", ["g_table", "g_byte_i"], ["g_byte8"], axis=0),
+        helper.make_node("Cast", ["g_byte8"], ["g_byte"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["g_pow2", "g_bit_i"], ["g_pow"], axis=0),
+        helper.make_node("Div", ["g_byte", "g_pow"], ["g_shifted"]),
+        helper.make_node("Mod", ["g_shifted", "g_two"], ["g_hit_i"]),
+        helper.make_node("Cast", ["g_hit_i"], ["g_hit"], to=TensorProto.FLOAT),
+        # a window counts unless it is uniform (raw hash a multiple of the weights' sum)
+        helper.make_node("Mod", ["g_raw", "g_wsum"], ["g_rem"]),
+        helper.make_node("Equal", ["g_rem", "g_zero"], ["g_uniform"]),
+        helper.make_node("Not", ["g_uniform"], ["g_validb"]),
+        helper.make_node("Cast", ["g_validb"], ["g_valid"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["g_hit", "g_valid"], ["g_hv"]),
+        helper.make_node("ReduceSum", ["g_hv"], ["g_num"], keepdims=0),
+        helper.make_node("ReduceSum", ["g_valid"], ["g_nvalid"], keepdims=0),
+        # no window with two shades (a blank screen): 1.0, like window_shares
+        helper.make_node("Equal", ["g_nvalid", "g_fzero"], ["g_blank"]),
+        helper.make_node("Max", ["g_nvalid", "g_one"], ["g_den"]),
+        helper.make_node("Div", ["g_num", "g_den"], ["g_share0"]),
+        helper.make_node("Where", ["g_blank", "g_one", "g_share0"], ["g_share"]),
+        helper.make_node("GreaterOrEqual", ["g_share", "g_threshold"], ["g_known"]),
+        helper.make_node("If", ["g_known"], ["ab_dmg"],
+                         then_branch=monochrome,
+                         else_branch=_branch(unknown, "unknown_", "L", "ab_unknown")),
+    ]
+    inits = [
+        numpy_helper.from_array(np.float32(3.0), "g_three"),
+        numpy_helper.from_array(w, "g_w"),
+        numpy_helper.from_array(np.array(1 << bits, np.int64), "g_size"),
+        numpy_helper.from_array(np.array([-1], np.int64), "g_flat"),
+        numpy_helper.from_array(np.asarray(table, np.uint8), "g_table"),
+        numpy_helper.from_array(np.array(8, np.int64), "g_eight"),
+        numpy_helper.from_array(np.array(2, np.int64), "g_two"),
+        numpy_helper.from_array(1 << np.arange(8, dtype=np.int64), "g_pow2"),
+        numpy_helper.from_array(np.array(int(gate_weights(seed).sum()), np.int64), "g_wsum"),
+        numpy_helper.from_array(np.array(0, np.int64), "g_zero"),
+        numpy_helper.from_array(np.float32(0.0), "g_fzero"),
+        numpy_helper.from_array(np.float32(1.0), "g_one"),
+        numpy_helper.from_array(np.float32(threshold), "g_threshold"),
+    ]
+    out = helper.make_tensor_value_info("ab_dmg", TensorProto.FLOAT, None)
+    return helper.make_graph(nodes, "dmg_input", [], [out], initializer=inits)
+
+
+def add_known_gate(router: str | Path, unknown: str | Path, table: np.ndarray,
+                   threshold: float = DEFAULT_GATE_THRESHOLD, seed: int = 0,
+                   meta: dict[str, Any] | None = None) -> Any:
+    """A copy of ``router`` whose 4-shade branch only sends *known* games to its specialist.
+
+    Every DMG game's frames have the same 4 lightness levels, so the level gate cannot tell a
+    game the monochrome specialist learned from one it never saw, and the specialist is worse
+    than grey on games it never saw.  Tiles can: ``table`` holds the hashes of the 8x8 windows
+    of the specialist's training twins (:func:`known_windows`); a frame whose non-uniform
+    windows are at least ``threshold`` known goes to the specialist, any other 4-shade frame to
+    ``unknown`` (a net trained for unseen games).  Cost: a multiply-round per pixel, then a strided 8x8
+    Conv with one output channel and a Gather over ~1,300 windows.  The colour-input branches are untouched.
+    """
+    import onnx
+    from onnx import helper
+
+    table = np.asarray(table, np.uint8)
+    bits = table_bits(table)
+    if not 0.0 < threshold <= 1.0:
+        raise UserError(f"router gate: threshold must be in (0, 1], got {threshold}")
+    model = onnx.load(str(router))
+    try:
+        other = onnx.load(str(unknown))
+    except Exception as e:  # noqa: BLE001 - onnx raises DecodeError, OSError, ...
+        why = " ".join(str(e).split())[:120]
+        raise UserError(f"router gate: cannot load model {unknown}: {why}") from None
+    if has_gate(model):
+        raise UserError(f"router gate: {router} already has a known-game gate")
+    (outer,) = [n for n in model.graph.node if n.op_type == "If"]
+    for a in outer.attribute:
+        if a.name == "then_branch":
+            mono = onnx.GraphProto()
+            mono.CopyFrom(a.g)
+            a.g.CopyFrom(_gate_graph(mono, other, table, threshold, seed))
+    props = {p.key: p.value for p in model.metadata_props}
+    info = json.loads(props.get("retrocolor", "{}"))
+    info.update(meta or {})
+    info.update({"gate": {"window": GATE_WINDOW, "bits": bits, "seed": seed, "threshold": float(threshold),
+                          "unknown": Path(unknown).name}})
     del model.metadata_props[:]
     helper.set_model_props(model, {**props, "retrocolor": json.dumps(info)})
     onnx.checker.check_model(model)

@@ -215,3 +215,132 @@ def test_replace_monochrome_swaps_one_branch_and_keeps_the_others(router, tmp_pa
     assert component_weights(out, "monochrome")["c"].ravel().tolist() == [0.5, -0.5]
     with pytest.raises(UserError, match="cannot load"):
         replace_monochrome(path, tmp_path / "missing.onnx")
+
+
+# ------------------------------------------------------------------ the known-game gate (4-shade input)
+def _dmg_map(seed: int) -> np.ndarray:
+    """A made-up DMG game's 320x288 background: 40 tiles of its own, laid out at random."""
+    rng = np.random.default_rng(seed)
+    tiles = rng.integers(0, 4, (40, 8, 8))
+    return tiles[rng.integers(0, 40, (36, 40))].transpose(0, 2, 1, 3).reshape(288, 320)
+
+
+def _dmg_frames(seed: int, offsets: list[tuple[int, int]]) -> list[np.ndarray]:
+    """Screens of that game scrolled to ``offsets`` (x, y): off the tile grid, as a real game scrolls."""
+    m = _dmg_map(seed)
+    return [m[y:y + 144, x:x + 160] for x, y in offsets]
+
+
+#: Training screens that between them hold every 8x8 window of the map.
+COVER = [(x, y) for x in (0, 80, 160) for y in (0, 72, 144)]
+ELSEWHERE = [(37, 51), (101, 3), (155, 140)]
+
+
+def _l_of_shades(s: np.ndarray) -> np.ndarray:
+    return np.asarray(DMG_LEVELS_L, np.float32)[s]
+
+
+def test_window_hashes_skip_uniform_windows_and_match_at_any_scroll() -> None:
+    from models.router import known_windows, window_hashes, window_shares
+
+    h, valid = window_hashes(np.zeros((16, 16), np.int64))
+    assert h.shape == (9, 9) and not valid.any()
+    h, valid = window_hashes(np.full((16, 16), 3, np.int64))
+    assert not valid.any()
+    table = known_windows(_dmg_frames(1, COVER), bits=20)
+    # the same game scrolled anywhere else is known; another game is not
+    for fr in _dmg_frames(1, ELSEWHERE):
+        assert window_shares(fr, table) == 1.0
+    for fr in _dmg_frames(2, ELSEWHERE):
+        assert window_shares(fr, table) <= 0.2
+    # a blank screen tells nothing either way
+    assert window_shares(np.zeros((144, 160), np.int64), table) == 1.0
+
+
+def test_known_gate_sends_only_known_dmg_games_to_the_specialist(router, tmp_path) -> None:
+    from models.router import (
+        add_known_gate,
+        component_weights,
+        has_gate,
+        known_share,
+        known_windows,
+        replace_monochrome,
+    )
+
+    path, _table = router
+    unknown = _constant_onnx(tmp_path / "unknown.onnx", (0.5, 0.5))
+    table = known_windows(_dmg_frames(1, COVER), bits=20)
+    model = add_known_gate(path, unknown, table, threshold=0.8)
+    out = tmp_path / "gated.onnx"
+    onnx.save(model, str(out))
+    assert has_gate(model)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+
+    def colour(L: np.ndarray) -> tuple[float, ...]:
+        ab = sess.run(None, {"L": (L / 100.0).astype(np.float32)[None, None]})[0]
+        assert ab.shape == (1, 2, 144, 160)
+        return tuple(np.round(ab[0, :, 0, 0], 3))
+
+    for fr in _dmg_frames(1, ELSEWHERE):
+        L = _l_of_shades(fr)
+        assert known_share(L, table) >= 0.8
+        assert colour(L) == COLOURS["monochrome"]
+    for seed in (2, 3):
+        for fr in _dmg_frames(seed, ELSEWHERE[:2]):
+            L = _l_of_shades(fr)
+            assert known_share(L, table) < 0.8
+            assert colour(L) == (0.5, 0.5)
+    # the graph's share is the numpy one: a frame half known, half new, on either side of 0.5
+    mixed = _dmg_frames(1, ELSEWHERE[:1])[0].copy()
+    mixed[:, 80:] = _dmg_frames(4, ELSEWHERE[:1])[0][:, 80:]
+    share = known_share(_l_of_shades(mixed), table)
+    assert 0.3 < share < 0.7
+    for thr, want in ((share - 0.02, COLOURS["monochrome"]), (share + 0.02, (0.5, 0.5))):
+        p = tmp_path / f"gated_{thr:.3f}.onnx"
+        onnx.save(add_known_gate(path, unknown, table, threshold=thr), str(p))
+        s2 = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        ab = s2.run(None, {"L": (_l_of_shades(mixed) / 100.0).astype(np.float32)[None, None]})[0]
+        assert tuple(np.round(ab[0, :, 0, 0], 3)) == want
+    # colour input still takes the level router's branches
+    assert colour(_game_frame(KNOWN, 1)) == COLOURS["primary"]
+    assert colour(_game_frame(UNKNOWN, 2)) == COLOURS["fallback"]
+    # components come back by name; the specialist can still be swapped; a second gate is refused
+    assert component_weights(out, "unknown")["c"].ravel().tolist() == [0.5, 0.5]
+    assert component_weights(out, "monochrome")["c"].ravel().tolist() == [-0.25, -0.25]
+    swapped = tmp_path / "swapped.onnx"
+    onnx.save(replace_monochrome(out, _constant_onnx(tmp_path / "m2.onnx", (0.1, 0.1))), str(swapped))
+    np.testing.assert_allclose(component_weights(swapped, "monochrome")["c"].ravel(), [0.1, 0.1])
+    assert component_weights(swapped, "unknown")["c"].ravel().tolist() == [0.5, 0.5]
+    with pytest.raises(UserError, match="already has"):
+        add_known_gate(out, unknown, table)
+    with pytest.raises(UserError, match="2\\*\\*bits"):
+        add_known_gate(path, unknown, table[:1000])
+    with pytest.raises(UserError, match="no component 'unknown'"):
+        component_weights(path, "unknown")
+
+
+def test_known_gate_script_builds_its_table_from_twins_as_the_graph_reads_them(router, tmp_path) -> None:
+    """The table is built from twin PNGs and queried from the L the engine feeds: one shade order."""
+    from helpers import write_game
+    from known_gate import build_table, twin_shades
+
+    from dataset.color import gray_to_l
+    from models.router import add_known_gate, known_share
+    from utils.images import read_rgb
+
+    write_game(tmp_path / "known" / "mine", 12, seed=5, twins=12)
+    write_game(tmp_path / "other" / "theirs", 4, seed=9, twins=4)
+    table, info = build_table([str(tmp_path / "known")])
+    assert info["games"] == ["mine"] and info["twins"] == 12 and info["windows_known"] > 0
+    names, shades = twin_shades([str(tmp_path / "known")])
+    assert names == ["mine"] and shades[0].shape == (12, 144, 160) and set(np.unique(shades[0])) <= {0, 1, 2, 3}
+    path, _ = router
+    gated = tmp_path / "gated.onnx"
+    onnx.save(add_known_gate(path, _constant_onnx(tmp_path / "u.onnx", (0.5, 0.5)), table, 0.8), str(gated))
+    sess = ort.InferenceSession(str(gated), providers=["CPUExecutionProvider"])
+    for folder, want in (("known/mine", COLOURS["monochrome"]), ("other/theirs", (0.5, 0.5))):
+        grey = read_rgb(tmp_path / folder / "dmg" / "s1_0000001.png")[..., 0]
+        L = gray_to_l(grey)
+        assert (known_share(L, table) >= 0.8) == (folder == "known/mine")
+        ab = sess.run(None, {"L": (L / 100.0).astype(np.float32)[None, None]})[0]
+        assert tuple(np.round(ab[0, :, 0, 0], 3)) == want

@@ -153,3 +153,22 @@ def test_boot_palette_baseline_by_hand(tmp_path):
     best = rep["per_game"]["pal"]["baselines"]["boot_best"]
     assert best["palette"] == "down+a" and best["mse_ab"] == pytest.approx(0.0, abs=1e-9)
     assert rep["per_game"]["pal"]["baselines"]["boot_default"]["mse_ab"] > 0.01
+
+
+def test_commit_where_sure_mixes_the_bold_and_the_safe_decode():
+    """``UNet.commit``: all bold where the top bin holds more than ``hi``, the plain decode below ``lo``."""
+    torch.manual_seed(0)
+    net = models.create("unet_small").eval()
+    x = torch.tensor(DMG_LEVELS_L / 100, dtype=torch.float32)[torch.randint(0, 4, (1, 1, 32, 40))]
+    with torch.no_grad():
+        plain = net(x)
+        net.temperature = 0.1
+        bold = net(x)
+        net.temperature = 0.38
+        net.commit = (-1.0, 0.0, 0.1)       # every pixel "sure": the bold decode
+        assert torch.allclose(net(x), bold, atol=1e-6)
+        net.commit = (1.5, 2.0, 0.1)        # none sure: the plain decode
+        assert torch.allclose(net(x), plain, atol=1e-6)
+        net.commit = (0.0, 1.0, 0.1)        # in between: strictly between the two somewhere
+        mid = net(x)
+    assert not torch.allclose(mid, plain) and not torch.allclose(mid, bold)
