@@ -75,14 +75,18 @@ def level_counts(L_frames: np.ndarray) -> np.ndarray:
     return np.bincount(level_of(L_frames).ravel(), minlength=LEVELS).astype(np.int64)
 
 
-def route_numpy(L: np.ndarray, table: np.ndarray, threshold: float) -> str:
-    """The branch the graph takes for one frame of Lab L: ``monochrome``, ``primary`` or ``fallback``.
+def route_numpy(L: np.ndarray, table: np.ndarray, threshold: float, gate: np.ndarray | None = None,
+                gate_threshold: float = 0.8) -> str:
+    """The branch the graph takes for one frame of Lab L: ``monochrome``, ``unknown`` (with a
+    known-game ``gate`` table, :func:`add_known_gate`), ``primary`` or ``fallback``.
 
     The same arithmetic as the graph (for tests, reports and the model card).
     """
     h = level_counts(L).astype(np.float32)
     frac = table @ (h / max(1.0, float(h.sum())))
     if frac[0] >= 1.0 - 1e-6:
+        if gate is not None and known_share(L, gate) < gate_threshold:
+            return "unknown"
         return "monochrome"
     if frac.shape[0] > 1 and float(frac[1:].max()) >= threshold:
         return "primary"

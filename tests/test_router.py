@@ -285,11 +285,14 @@ def test_known_gate_sends_only_known_dmg_games_to_the_specialist(router, tmp_pat
         L = _l_of_shades(fr)
         assert known_share(L, table) >= 0.8
         assert colour(L) == COLOURS["monochrome"]
+        assert route_numpy(L, _table, 0.99, gate=table, gate_threshold=0.8) == "monochrome"
     for seed in (2, 3):
         for fr in _dmg_frames(seed, ELSEWHERE[:2]):
             L = _l_of_shades(fr)
             assert known_share(L, table) < 0.8
             assert colour(L) == (0.5, 0.5)
+            assert route_numpy(L, _table, 0.99, gate=table, gate_threshold=0.8) == "unknown"
+            assert route_numpy(L, _table, 0.99) == "monochrome"   # without the gate
     # the graph's share is the numpy one: a frame half known, half new, on either side of 0.5
     mixed = _dmg_frames(1, ELSEWHERE[:1])[0].copy()
     mixed[:, 80:] = _dmg_frames(4, ELSEWHERE[:1])[0][:, 80:]
