@@ -417,6 +417,39 @@ def _gate_graph(monochrome: Any, unknown: Any, table: np.ndarray, threshold: flo
     return helper.make_graph(nodes, "dmg_input", [], [out], initializer=inits)
 
 
+def _dmg_test_without_histogram(model: Any) -> None:
+    """Move the level histogram into the colour branch; test "every pixel a DMG shade" directly.
+
+    The histogram (one ScatterElements over every pixel, ~0.25 ms) is only needed to match a
+    colour frame against the known games.  "Every pixel on a DMG level" is the same test as the
+    minimum over pixels of the DMG row at each pixel's level (a Gather and a ReduceMin), so a
+    monochrome frame, the live filter's usual input, skips the histogram.
+    """
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    names = {n.output[0]: n for n in g.node}
+    if "r_is_dmg" not in names or "r_known" not in names:
+        return  # not a build_router graph: leave it as it is
+    table = next(numpy_helper.to_array(i) for i in g.initializer if i.name == "r_table")
+    outer_keep = {"r_scaled", "r_clipped", "r_round", "r_level"}
+    moved = [n for n in g.node if n.op_type != "If" and n.output[0] not in outer_keep
+             and n.output[0] not in ("r_frac_dmg", "r_is_dmg")]
+    kept = [n for n in g.node if n.output[0] in outer_keep]
+    (outer_if,) = [n for n in g.node if n.op_type == "If"]
+    else_g = next(a.g for a in outer_if.attribute if a.name == "else_branch")
+    inner = list(else_g.node)
+    del else_g.node[:]
+    else_g.node.extend(moved + inner)
+    new = [helper.make_node("Gather", ["r_dmg_row", "r_level"], ["r_dmg_px"], axis=0),
+           helper.make_node("ReduceMin", ["r_dmg_px"], ["r_dmg_all"], keepdims=0),
+           helper.make_node("GreaterOrEqual", ["r_dmg_all", "r_half"], ["r_is_dmg"])]
+    del g.node[:]
+    g.node.extend(kept + new + [outer_if])
+    g.initializer.extend([numpy_helper.from_array(table[0].astype(np.float32), "r_dmg_row"),
+                          numpy_helper.from_array(np.float32(0.5), "r_half")])
+
+
 def add_known_gate(router: str | Path, unknown: str | Path, table: np.ndarray,
                    threshold: float = DEFAULT_GATE_THRESHOLD, seed: int = 0,
                    meta: dict[str, Any] | None = None) -> Any:
@@ -445,6 +478,7 @@ def add_known_gate(router: str | Path, unknown: str | Path, table: np.ndarray,
         raise UserError(f"router gate: cannot load model {unknown}: {why}") from None
     if has_gate(model):
         raise UserError(f"router gate: {router} already has a known-game gate")
+    _dmg_test_without_histogram(model)
     (outer,) = [n for n in model.graph.node if n.op_type == "If"]
     for a in outer.attribute:
         if a.name == "then_branch":
