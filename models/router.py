@@ -24,7 +24,7 @@ one, only onnxruntime to run it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +75,43 @@ def level_counts(L_frames: np.ndarray) -> np.ndarray:
     return np.bincount(level_of(L_frames).ravel(), minlength=LEVELS).astype(np.int64)
 
 
+def _load_onnx(path: str | Path, what: str) -> Any:
+    """``onnx.load`` with a one-line UserError naming ``what`` failed to load."""
+    import onnx
+
+    try:
+        return onnx.load(str(path))
+    except Exception as e:  # noqa: BLE001 - onnx raises DecodeError, OSError, ...
+        raise UserError(f"router: cannot load {what} {path}: {' '.join(str(e).split())[:120]}") from None
+
+
+def _outer_if(model: Any) -> Any:
+    """The router graph's top-level If node (4-shade input or not)."""
+    (outer,) = [n for n in model.graph.node if n.op_type == "If"]
+    return outer
+
+
+def _gate_if(then_graph: Any) -> Any | None:
+    """The known-game gate's If node inside the 4-shade branch, None without a gate."""
+    gates = [n for n in then_graph.node if n.op_type == "If"]
+    return gates[0] if gates else None
+
+
+def _update_info(model: Any, update: Callable[[dict[str, Any]], None]) -> None:
+    """Apply ``update`` to the router's ``retrocolor`` metadata JSON (other props are kept), then check."""
+    import onnx
+    from onnx import helper
+
+    props = {p.key: p.value for p in model.metadata_props}
+    info = json.loads(props.get("retrocolor", "{}"))
+    update(info)
+    del model.metadata_props[:]
+    helper.set_model_props(model, {**props, "retrocolor": json.dumps(info)})
+    onnx.checker.check_model(model)
+
+
 def route_numpy(L: np.ndarray, table: np.ndarray, threshold: float, gate: np.ndarray | None = None,
-                gate_threshold: float = 0.8) -> str:
+                gate_threshold: float | None = None) -> str:
     """The branch the graph takes for one frame of Lab L: ``monochrome``, ``unknown`` (with a
     known-game ``gate`` table, :func:`add_known_gate`), ``primary`` or ``fallback``.
 
@@ -85,7 +120,8 @@ def route_numpy(L: np.ndarray, table: np.ndarray, threshold: float, gate: np.nda
     h = level_counts(L).astype(np.float32)
     frac = table @ (h / max(1.0, float(h.sum())))
     if frac[0] >= 1.0 - 1e-6:
-        if gate is not None and known_share(L, gate) < gate_threshold:
+        limit = DEFAULT_GATE_THRESHOLD if gate_threshold is None else gate_threshold
+        if gate is not None and known_share(L, gate) < limit:
             return "unknown"
         return "monochrome"
     if frac.shape[0] > 1 and float(frac[1:].max()) >= threshold:
@@ -133,12 +169,8 @@ def build_router(primary: str | Path, fallback: str | Path, monochrome: str | Pa
         raise UserError(f"router: table must be (1 + {len(games)} games, {LEVELS}), got {table.shape}")
     if not 0.0 < threshold <= 1.0:
         raise UserError(f"router: threshold must be in (0, 1], got {threshold}")
-    protos = {}
-    for key, path in (("primary", primary), ("fallback", fallback), ("monochrome", monochrome)):
-        try:
-            protos[key] = onnx.load(str(path))
-        except Exception as e:  # noqa: BLE001 - onnx raises DecodeError, OSError, ...
-            raise UserError(f"router: cannot load {key} model {path}: {' '.join(str(e).split())[:120]}") from None
+    protos = {key: _load_onnx(path, f"{key} model")
+              for key, path in (("primary", primary), ("fallback", fallback), ("monochrome", monochrome))}
     opsets = {k: max(o.version for o in p.opset_import if o.domain in ("", "ai.onnx")) for k, p in protos.items()}
     if len(set(opsets.values())) != 1:
         raise UserError(f"router: the models' opsets differ ({opsets}); export them with one opset")
@@ -201,6 +233,8 @@ def build_router(primary: str | Path, fallback: str | Path, monochrome: str | Pa
     info = dict(meta or {})
     info.update({"router": True, "router_games": list(games), "router_threshold": float(threshold)})
     helper.set_model_props(model, {"retrocolor": json.dumps(info)})
+    # the histogram moves into the colour branch: a 4-shade frame needs only a Gather + ReduceMin
+    _dmg_test_without_histogram(model)
     onnx.checker.check_model(model)
     return model
 
@@ -217,16 +251,15 @@ def component_weights(router: str | Path, which: str = "monochrome") -> dict[str
 
 def _component_graph(model: Any, which: str) -> Any:
     """The If-branch graph that holds component ``which`` of a router ModelProto."""
-    (outer,) = [n for n in model.graph.node if n.op_type == "If"]
-    attrs = {a.name: a.g for a in outer.attribute}
+    attrs = {a.name: a.g for a in _outer_if(model).attribute}
     if which in ("monochrome", "unknown"):
         dmg = attrs["then_branch"]
-        gates = [n for n in dmg.node if n.op_type == "If"]
-        if not gates:
+        gate = _gate_if(dmg)
+        if gate is None:
             if which == "unknown":
                 raise UserError("router: no component 'unknown' (this router has no known-game gate)")
             return dmg
-        gate_attrs = {a.name: a.g for a in gates[0].attribute}
+        gate_attrs = {a.name: a.g for a in gate.attribute}
         return gate_attrs["then_branch" if which == "monochrome" else "else_branch"]
     (inner,) = [n for n in attrs["else_branch"].node if n.op_type == "If"]
     inner_attrs = {a.name: a.g for a in inner.attribute}
@@ -237,9 +270,8 @@ def _component_graph(model: Any, which: str) -> Any:
 
 def has_gate(model: Any) -> bool:
     """Whether a router ModelProto's 4-shade branch has the known-game gate."""
-    (outer,) = [n for n in model.graph.node if n.op_type == "If"]
-    then = next(a.g for a in outer.attribute if a.name == "then_branch")
-    return any(n.op_type == "If" for n in then.node)
+    then = next(a.g for a in _outer_if(model).attribute if a.name == "then_branch")
+    return _gate_if(then) is not None
 
 
 def replace_monochrome(router: str | Path, monochrome: str | Path, meta: dict[str, Any] | None = None) -> Any:
@@ -248,28 +280,19 @@ def replace_monochrome(router: str | Path, monochrome: str | Path, meta: dict[st
     The primary and fallback nets and the gate's table stay as they are (no retraining, no
     re-decoding of their training frames); ``meta`` is merged into the router's metadata.
     """
-    import onnx
-    from onnx import helper
-
-    model = onnx.load(str(router))
-    try:
-        new = onnx.load(str(monochrome))
-    except Exception as e:  # noqa: BLE001 - onnx raises DecodeError, OSError, ...
-        why = " ".join(str(e).split())[:120]
-        raise UserError(f"router: cannot load monochrome model {monochrome}: {why}") from None
-    (outer,) = [n for n in model.graph.node if n.op_type == "If"]
-    for a in outer.attribute:
+    model = _load_onnx(router, "router")
+    new = _load_onnx(monochrome, "monochrome model")
+    for a in _outer_if(model).attribute:
         if a.name == "then_branch":
-            gates = [n for n in a.g.node if n.op_type == "If"]
-            target = next(b for b in gates[0].attribute if b.name == "then_branch") if gates else a
+            gate = _gate_if(a.g)
+            target = next(b for b in gate.attribute if b.name == "then_branch") if gate is not None else a
             target.g.CopyFrom(_branch(new, "monochrome_", "L", "ab_monochrome"))
-    props = {p.key: p.value for p in model.metadata_props}
-    info = json.loads(props.get("retrocolor", "{}"))
-    info.update(meta or {})
-    info.setdefault("components", {})["monochrome"] = Path(monochrome).name
-    del model.metadata_props[:]
-    helper.set_model_props(model, {**props, "retrocolor": json.dumps(info)})
-    onnx.checker.check_model(model)
+
+    def update(info: dict[str, Any]) -> None:
+        info.update(meta or {})
+        info.setdefault("components", {})["monochrome"] = Path(monochrome).name
+
+    _update_info(model, update)
     return model
 
 
@@ -282,8 +305,9 @@ GATE_STRIDE = 4
 #: Hash table size: 2**bits one-bit entries, packed 8 to a byte in the graph (1 MiB at 23 bits).
 GATE_BITS = 23
 #: A 4-shade frame goes to the monochrome specialist when at least this share of its non-uniform
-#: windows were seen in the specialist's training twins (chosen on validation games, see the card).
-DEFAULT_GATE_THRESHOLD = 0.5
+#: windows were seen in the specialist's training twins: the lowest share among the known games'
+#: validation twins (0.869) less a 0.05 margin, rounded (``scripts/known_gate.py``, the card).
+DEFAULT_GATE_THRESHOLD = 0.8
 
 
 def gate_weights(seed: int = 0) -> np.ndarray:
@@ -294,7 +318,8 @@ def gate_weights(seed: int = 0) -> np.ndarray:
 
 
 def shade_index(L: np.ndarray) -> np.ndarray:
-    """Nearest of the 4 DMG shades (0 = black .. 3 = white) for Lab L (0..100), as the graph looks it up."""
+    """Nearest of the 4 DMG shades (0 = black .. 3 = white) for Lab L (0..100); on the DMG levels this
+    equals the graph's ``round(3 * L/100)``."""
     levels = np.asarray(DMG_LEVELS_L, np.float32) / np.float32(100.0)
     x = np.asarray(L, np.float32) / np.float32(100.0)
     return np.abs(x[..., None] - levels).argmin(-1).astype(np.int64)
@@ -436,7 +461,7 @@ def _dmg_test_without_histogram(model: Any) -> None:
     moved = [n for n in g.node if n.op_type != "If" and n.output[0] not in outer_keep
              and n.output[0] not in ("r_frac_dmg", "r_is_dmg")]
     kept = [n for n in g.node if n.output[0] in outer_keep]
-    (outer_if,) = [n for n in g.node if n.op_type == "If"]
+    outer_if = _outer_if(model)
     else_g = next(a.g for a in outer_if.attribute if a.name == "else_branch")
     inner = list(else_g.node)
     del else_g.node[:]
@@ -464,33 +489,26 @@ def add_known_gate(router: str | Path, unknown: str | Path, table: np.ndarray,
     Conv with one output channel and a Gather over ~1,300 windows.  The colour-input branches are untouched.
     """
     import onnx
-    from onnx import helper
 
     table = np.asarray(table, np.uint8)
     bits = table_bits(table)
     if not 0.0 < threshold <= 1.0:
         raise UserError(f"router gate: threshold must be in (0, 1], got {threshold}")
-    model = onnx.load(str(router))
-    try:
-        other = onnx.load(str(unknown))
-    except Exception as e:  # noqa: BLE001 - onnx raises DecodeError, OSError, ...
-        why = " ".join(str(e).split())[:120]
-        raise UserError(f"router gate: cannot load model {unknown}: {why}") from None
+    model = _load_onnx(router, "router")
+    other = _load_onnx(unknown, "model")
     if has_gate(model):
         raise UserError(f"router gate: {router} already has a known-game gate")
-    _dmg_test_without_histogram(model)
-    (outer,) = [n for n in model.graph.node if n.op_type == "If"]
-    for a in outer.attribute:
+    _dmg_test_without_histogram(model)  # a router built before build_router did this itself
+    for a in _outer_if(model).attribute:
         if a.name == "then_branch":
             mono = onnx.GraphProto()
             mono.CopyFrom(a.g)
             a.g.CopyFrom(_gate_graph(mono, other, table, threshold, seed))
-    props = {p.key: p.value for p in model.metadata_props}
-    info = json.loads(props.get("retrocolor", "{}"))
-    info.update(meta or {})
-    info.update({"gate": {"window": GATE_WINDOW, "bits": bits, "seed": seed, "threshold": float(threshold),
-                          "unknown": Path(unknown).name}})
-    del model.metadata_props[:]
-    helper.set_model_props(model, {**props, "retrocolor": json.dumps(info)})
-    onnx.checker.check_model(model)
+
+    def update(info: dict[str, Any]) -> None:
+        info.update(meta or {})
+        info["gate"] = {"window": GATE_WINDOW, "bits": bits, "seed": seed, "threshold": float(threshold),
+                        "unknown": Path(unknown).name}
+
+    _update_info(model, update)
     return model

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from realtime.display import stages_line
 from realtime.engine import NATIVE_H, NATIVE_W, Colorizer
 from utils.errors import UserError
 from utils.fsio import atomic_write_json
@@ -279,9 +280,7 @@ def run_bench(models: list[str] | None = None, *, seconds: float = 5.0, frames: 
 
 def format_result(name: str, r: dict[str, Any]) -> str:
     """A few human-readable lines for one model."""
-    st = r["stages_ms"]
-    parts = "  ".join(f"{s} {st[s]['p50']:.2f}/{st[s]['p99']:.2f}" for s in STAGES)
     return (f"{name}: {r['fps']:.1f} fps sustained, capture-to-display p50 {r['latency_ms']['p50']:.2f} ms, "
             f"p99 {r['latency_ms']['p99']:.2f} ms ({r['frames']} frames, {r['input']}, {r['threads']} thread(s))\n"
-            f"  stages p50/p99 ms: {parts}\n"
+            f"  {stages_line(r['stages_ms'], STAGES)}\n"
             f"  capture: {r['capture']}; display: {r['display']}")

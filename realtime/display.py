@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -292,3 +292,9 @@ def stage_stats(values: Sequence[float]) -> dict[str, float | None]:
     """p50/p99/mean of a stage's durations (seconds in, milliseconds out)."""
     return {"p50_ms": percentile_ms(values, 50), "p99_ms": percentile_ms(values, 99),
             "mean_ms": None if not values else round(float(np.mean(values)) * 1000.0, 3), "n": len(values)}
+
+
+def stages_line(stages: Mapping[str, Mapping[str, float]], order: Sequence[str] | None = None) -> str:
+    """``stages p50/p99 ms: capture 0.48/1.90  colorize ...``: one line for stages of ``{p50, p99}`` ms."""
+    keys = list(order) if order is not None else list(stages)
+    return "stages p50/p99 ms: " + "  ".join(f"{k} {stages[k]['p50']:.2f}/{stages[k]['p99']:.2f}" for k in keys)

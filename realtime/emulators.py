@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from realtime.display import stages_line
 from utils.errors import UserError
 from utils.fsio import atomic_write_json
 from utils.geometry import check_scale
@@ -259,11 +260,9 @@ def bench_emulator(name: str = "mgba", *, rom: str | os.PathLike[str] | None = N
 
 def format_run(i: int, r: dict[str, Any]) -> str:
     """Two lines for one run."""
-    st = r["stages_ms"]
-    parts = "  ".join(f"{k} {v['p50']:.2f}/{v['p99']:.2f}" for k, v in st.items())
     found = f"{r['found_after_s']:.2f} s" if r["found_after_s"] is not None else "not found"
     cpu = (f"; CPU: emulator {r['emulator_cpu'] * 100:.0f}%, live {r['live_cpu'] * 100:.0f}% of a core"
            if r["emulator_cpu"] is not None and r["live_cpu"] is not None else "")
     return (f"run {i}: {r['fps']:.1f} fps shown, capture-to-display p50 {r['capture_to_display_ms']['p50']:.2f} ms, "
             f"p99 {r['capture_to_display_ms']['p99']:.2f} ms; screen found after {found} ({r['window']} window){cpu}\n"
-            f"  stages p50/p99 ms: {parts}")
+            f"  {stages_line(r['stages_ms'])}")

@@ -137,6 +137,8 @@ def ship(table: np.ndarray, info: dict, threshold: float, weights_dir: Path, unk
 
 
 def main() -> int:
+    from models.router import DEFAULT_GATE_THRESHOLD
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("measure", "ship"):
@@ -146,7 +148,7 @@ def main() -> int:
         p.add_argument("--unseen", nargs="*", default=[], help="games the specialist never saw")
         p.add_argument("--test-seen", nargs="*", default=[], help="reported only, after the threshold is fixed")
         p.add_argument("--test-unseen", nargs="*", default=[], help="reported only, after the threshold is fixed")
-        p.add_argument("--threshold", type=float, default=0.8)
+        p.add_argument("--threshold", type=float, default=DEFAULT_GATE_THRESHOLD)
         p.add_argument("--limit-per-game", type=int, default=60)
         p.add_argument("--json", type=Path)
     sub.choices["ship"].add_argument("--weights", type=Path, default=Path("weights"))

@@ -95,6 +95,19 @@ def test_each_kind_of_frame_takes_its_branch(router: tuple[Path, np.ndarray]) ->
         assert route_numpy(L, table, 0.99) == want
 
 
+def test_one_pixel_off_the_dmg_shades_is_not_a_monochrome_frame(router: tuple[Path, np.ndarray]) -> None:
+    """The 4-shade test is "every pixel on a DMG level" (Gather + ReduceMin, no histogram)."""
+    path, table = router
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    dmg = gray_to_l(np.asarray([0, 85, 170, 255], np.uint8))[np.random.default_rng(5).integers(0, 4, (144, 160))]
+    stray = dmg.copy()
+    stray[77, 33] = 50.0
+    for L, want in ((dmg, "monochrome"), (stray, "fallback")):
+        ab = sess.run(None, {"L": (L / 100.0).astype(np.float32)[None, None]})[0]
+        assert _branch(ab) == want == route_numpy(L, table, 0.99)
+    assert not any(n.op_type == "ScatterElements" for n in onnx.load(str(path)).graph.node)
+
+
 def test_dmg_levels_are_marked(router: tuple[Path, np.ndarray]) -> None:
     _, table = router
     assert table[0, level_of(np.asarray(DMG_LEVELS_L))].all() and table[0].sum() <= 12
