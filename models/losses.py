@@ -155,6 +155,28 @@ class ABBins:
         logw = logw.masked_fill(dup, float("-inf"))
         return idx, torch.softmax(logw, dim=1)
 
+    def group_distribution(self, ab: torch.Tensor, group: torch.Tensor, n_groups: int, soft: bool = True,
+                           sigma: float = ZHANG_SIGMA) -> tuple[torch.Tensor, torch.Tensor]:
+        """Target distribution (B, Q, G) for logits over groups of pixels, and each group's pixel count (B, G).
+
+        ``group`` (B, H, W) names each pixel's group (e.g. a tile-palette net's (8x8 tile, shade)
+        groups).  As :meth:`target_distribution`, a group's target is the average of its pixels'
+        distributions; groups with no pixels get an all-zero row and a count of 0.
+        """
+        B = ab.shape[0]
+        if soft:
+            idx, wts = self.soft_encode(ab, sigma)
+        else:
+            idx, wts = self.encode(ab)[:, None], torch.ones_like(ab[:, :1])
+        g = group.long().reshape(B, 1, -1)
+        flat = (idx.reshape(B, idx.shape[1], -1) * n_groups + g).reshape(B, -1)
+        out = torch.zeros(B, self.num_bins * n_groups, device=ab.device, dtype=wts.dtype)
+        out.scatter_add_(1, flat, wts.reshape(B, -1))
+        count = torch.zeros(B, n_groups, device=ab.device, dtype=wts.dtype)
+        count.scatter_add_(1, g.reshape(B, -1), torch.ones_like(g.reshape(B, -1), dtype=wts.dtype))
+        out = out.view(B, self.num_bins, n_groups) / count.clamp_min(1.0)[:, None]
+        return out, count
+
     def target_distribution(self, ab: torch.Tensor, out_hw: tuple[int, int], soft: bool = True,
                             sigma: float = ZHANG_SIGMA) -> torch.Tensor:
         """Dense target distribution (B, Q, h, w) for logits at ``out_hw``, from full-res ab.
@@ -287,6 +309,15 @@ def compute_loss(out: Mapping[str, torch.Tensor], target_ab: torch.Tensor, game:
         total = F.huber_loss(ab, target_full, delta=huber_delta)
         parts["huber"] = float(total.detach())
     else:
+        if "group_logits" in out:
+            ce = _group_ce(out, target_ab, bins, soft, class_weights)
+            parts["ce"] = float(ce.detach())
+            total = ce
+            if kind == "ce+l1":
+                l1 = F.l1_loss(ab, target_full)
+                parts["l1"] = float(l1.detach())
+                total = total + l1_weight * l1
+            return _with_game(out, game, game_weight, total, parts)
         logits = out.get("ab_logits")
         if logits is None:
             raise ValueError(f"loss {kind!r} needs a model with 'ab_logits' (e.g. unet); use mse/l1/huber")
@@ -305,6 +336,12 @@ def compute_loss(out: Mapping[str, torch.Tensor], target_ab: torch.Tensor, game:
             l1 = F.l1_loss(ab, target_full)
             parts["l1"] = float(l1.detach())
             total = total + l1_weight * l1
+    return _with_game(out, game, game_weight, total, parts)
+
+
+def _with_game(out: Mapping[str, torch.Tensor], game: torch.Tensor | None, game_weight: float,
+               total: torch.Tensor, parts: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
+    """Add the auxiliary game-class term where the model has one; the ``(loss, parts)`` pair."""
     gl = out.get("game_logits")
     if game is not None and gl is not None and gl.shape[1] > 1:
         g = F.cross_entropy(gl, game.long().to(gl.device))
@@ -312,3 +349,21 @@ def compute_loss(out: Mapping[str, torch.Tensor], target_ab: torch.Tensor, game:
         total = total + game_weight * g
     parts["total"] = float(total.detach())
     return total, parts
+
+
+def _group_ce(out: Mapping[str, torch.Tensor], target_ab: torch.Tensor, bins: ABBins | None, soft: bool,
+              class_weights: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy of ``group_logits`` (B, Q, G): each pixel group against its pixels' mean target.
+
+    Weighted by the groups' pixel counts, so it is the per-pixel mean of the unet's CE, with a
+    group's pixels sharing one prediction.
+    """
+    logits, group = out["group_logits"], out["group_index"]
+    b = _resolve_bins(out, bins, logits.shape[1])
+    with torch.no_grad():
+        z, count = b.group_distribution(target_ab.float(), group, logits.shape[2], soft=soft)
+    logp = F.log_softmax(logits.float(), dim=1)
+    ce_g = -(z * logp).sum(1)                                           # (B, G)
+    if class_weights is not None:
+        ce_g = ce_g * (z * class_weights.to(z).view(1, -1, 1)).sum(1)
+    return (ce_g * count).sum() / count.sum().clamp_min(1.0)

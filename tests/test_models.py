@@ -19,7 +19,7 @@ from models.gan import PatchCritic, adversarial_losses
 from models.losses import ABBins, class_rebalance_weights, compute_loss
 from utils.errors import UserError
 
-ALL = ["fusion", "unet", "unet_lut", "unet_lut_fast", "unet_small", "v0", "v1", "v2"]
+ALL = ["fusion", "tile_palette", "unet", "unet_lut", "unet_lut_fast", "unet_small", "v0", "v1", "v2"]
 
 
 def _make(name: str, **kw: object) -> nn.Module:
@@ -80,7 +80,8 @@ def test_registry_figures_are_true(name: str) -> None:
 
 def test_per_model_training_defaults_live_with_the_model() -> None:
     assert {n: models.entry(n).loss for n in ALL} == {
-        "fusion": "mse", "unet": "ce+l1", "unet_lut": "ce+l1", "unet_lut_fast": "ce+l1", "unet_small": "ce+l1",
+        "fusion": "mse", "tile_palette": "ce+l1", "unet": "ce+l1", "unet_lut": "ce+l1", "unet_lut_fast": "ce+l1",
+        "unet_small": "ce+l1",
         "v0": "mse", "v1": "mse", "v2": "mse"}
     # fusion sizes its game-classifier head from the training games; the others need nothing.
     assert models.entry("fusion").data_kwargs(["a", "b", "c"]) == {"num_games": 3}
@@ -332,6 +333,74 @@ def test_unet_lut_learns_what_no_lookup_table_can() -> None:
         loss.backward()
         opt.step()
     assert mse() < 0.2 * lut_mse
+
+
+def _dmg(shade: torch.Tensor) -> torch.Tensor:
+    """Shade indices 0..3 -> L/100 on the 4 DMG levels (as the router's monochrome branch sees them)."""
+    from dataset.color import DMG_LEVELS_L
+
+    return torch.tensor(DMG_LEVELS_L / 100, dtype=torch.float32)[shade]
+
+
+def test_tile_palette_is_one_colour_per_tile_and_shade() -> None:
+    """Crisp by construction: every (8x8 tile, shade) group of the output is one colour."""
+    m = _make("tile_palette")
+    shade = torch.randint(0, 4, (2, 1, 144, 160), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = m.forward_train(_dmg(shade))
+    ab, group = out["ab"], out["group_index"]
+    assert out["group_logits"].shape == (2, out["ab_bins"].shape[0], 4 * 18 * 20)
+    for b in range(2):
+        for g in (0, 17, 359, 360, 1000, 1439):
+            px = ab[b][:, group[b] == g]
+            assert px.shape[1] > 0 and torch.allclose(px, px[:, :1].expand_as(px), atol=1e-6)
+    # the group index names (shade, tile) as documented: shade * tiles + tile row * 20 + tile column
+    ty, tx = 5, 7
+    assert group[1, ty * 8 + 3, tx * 8 + 2].item() == shade[1, 0, ty * 8 + 3, tx * 8 + 2].item() * 360 + ty * 20 + tx
+    with pytest.raises(ValueError, match="multiples of 8"):
+        m(torch.zeros(1, 1, 20, 16))
+
+
+def test_group_targets_are_the_mean_of_the_pixels() -> None:
+    bins = ABBins()
+    red, blue = torch.tensor([0.6, 0.5]), torch.tensor([0.3, -0.8])
+    ab = torch.zeros(1, 2, 2, 2)
+    ab[0, :, 0, 0], ab[0, :, 0, 1], ab[0, :, 1, 0], ab[0, :, 1, 1] = red, blue, red, red
+    group = torch.tensor([[[0, 0], [2, 2]]])  # group 1 is empty
+    z, count = bins.group_distribution(ab, group, 3, soft=False)
+    r, b = (bins.encode(c.view(1, 2, 1, 1)).item() for c in (red, blue))
+    assert count.tolist() == [[2.0, 0.0, 2.0]]
+    assert z[0, r, 0].item() == pytest.approx(0.5) and z[0, b, 0].item() == pytest.approx(0.5)
+    assert z[0, :, 1].sum().item() == 0.0 and z[0, r, 2].item() == pytest.approx(1.0)
+    zs, _ = bins.group_distribution(ab, group, 3, soft=True)
+    assert torch.allclose(zs.sum(1), torch.tensor([[1.0, 0.0, 1.0]]), atol=1e-5)
+
+
+def test_tile_palette_learns_colour_from_the_tile_not_the_shade() -> None:
+    """Two tiles drawn with the same shades, coloured differently by their pattern: no per-shade lookup can."""
+    g = torch.Generator().manual_seed(0)
+    n = 16
+    stripes = (torch.arange(8) % 2).view(1, 8).expand(8, 8)            # shades 0/1, vertical stripes
+    checks = ((torch.arange(8).view(8, 1) + torch.arange(8).view(1, 8)) % 2)  # shades 0/1, checkerboard
+    kind = torch.randint(0, 2, (n, 4, 4), generator=g)                # a 4x4 grid of tiles per frame
+    tiles = torch.where(kind[..., None, None] == 0, stripes, checks)   # (n, 4, 4, 8, 8)
+    shade = tiles.permute(0, 1, 3, 2, 4).reshape(n, 1, 32, 32) * 3      # shades 0 and 3
+    k_px = kind.repeat_interleave(8, 1).repeat_interleave(8, 2)[:, None]  # (n, 1, 32, 32)
+    y = torch.cat([torch.where(k_px == 0, 0.4, -0.1), torch.where(k_px == 0, 0.3, -0.4)], 1).float()
+    y = y * (shade == 3)  # the light shade carries the colour, the dark one stays neutral
+    x = _dmg(shade)
+    m = _make("tile_palette").train()
+    per_shade = torch.stack([y[:, c][shade[:, 0] == 3].mean() for c in range(2)]).view(1, 2, 1, 1) * (shade == 3)
+    lut_mse = float(((per_shade - y) ** 2).mean())
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    for _ in range(120):
+        loss, _ = compute_loss(m.forward_train(x), y, kind="ce+l1")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        got = float(((m.eval()(x) - y) ** 2).mean())
+    assert got < 0.2 * lut_mse, (got, lut_mse)
 
 
 def test_compute_loss_errors() -> None:
