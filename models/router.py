@@ -280,17 +280,38 @@ def replace_monochrome(router: str | Path, monochrome: str | Path, meta: dict[st
     The primary and fallback nets and the gate's table stay as they are (no retraining, no
     re-decoding of their training frames); ``meta`` is merged into the router's metadata.
     """
+    return _replace_4shade(router, monochrome, "monochrome", meta)
+
+
+def replace_unknown(router: str | Path, unknown: str | Path, meta: dict[str, Any] | None = None) -> Any:
+    """A copy of a gated ``router`` whose net for unknown 4-shade games is the ONNX file ``unknown``.
+
+    Everything else (the specialist, the colour nets, the gate's table and threshold) stays, so
+    shipping a better net for unseen games needs no rebuild of the gate.
+    """
+    return _replace_4shade(router, unknown, "unknown", meta)
+
+
+def _replace_4shade(router: str | Path, new_path: str | Path, which: str, meta: dict[str, Any] | None) -> Any:
+    """Swap one of the 4-shade branch's nets (``monochrome`` or ``unknown``) for another ONNX file."""
     model = _load_onnx(router, "router")
-    new = _load_onnx(monochrome, "monochrome model")
-    for a in _outer_if(model).attribute:
-        if a.name == "then_branch":
-            gate = _gate_if(a.g)
-            target = next(b for b in gate.attribute if b.name == "then_branch") if gate is not None else a
-            target.g.CopyFrom(_branch(new, "monochrome_", "L", "ab_monochrome"))
+    new = _load_onnx(new_path, f"{which} model")
+    then = next(a for a in _outer_if(model).attribute if a.name == "then_branch")
+    gate = _gate_if(then.g)
+    if which == "unknown" and gate is None:
+        raise UserError(f"router: {router} has no known-game gate, so no 'unknown' net to replace")
+    if gate is None:
+        target = then
+    else:
+        side = "then_branch" if which == "monochrome" else "else_branch"
+        target = next(b for b in gate.attribute if b.name == side)
+    target.g.CopyFrom(_branch(new, f"{which}_", "L", f"ab_{which}"))
 
     def update(info: dict[str, Any]) -> None:
         info.update(meta or {})
-        info.setdefault("components", {})["monochrome"] = Path(monochrome).name
+        info.setdefault("components", {})[which] = Path(new_path).name
+        if which == "unknown":
+            info["gate"]["unknown"] = Path(new_path).name
 
     _update_info(model, update)
     return model

@@ -221,14 +221,18 @@ def ship_unseen(split_dir: Path, onnx: Path, recipe: str, unseen_json: Path, wei
     keep = ("name", "arch", "arch_kwargs", "normalisation", "onnx", "parity_max_abs", "fp32_ms")
     card = {k: src_card[k] for k in keep if k in src_card}
     card["name"] = "unseen"
-    card["description"] = ("for monochrome games it has never seen: unet_small trained on the real monochrome twins "
-                           f"of {len(doc['train_corpus'])} homebrew games rendered from ROMs plus the 21 games of "
-                           "../shared; cautious colours, one per (8x8 tile, shade) like Color hardware")
-    meta = src_card.get("checkpoint_meta", {})
     import models
     from models.flops import count_macs
 
-    net = models.create(str(card["arch"]), **card.get("arch_kwargs", {}))
+    arch = str(card["arch"])
+    meta = src_card.get("checkpoint_meta", {})
+    crisp = ("one colour per (8x8 tile, shade) by construction, like Color hardware" if arch == "tile_palette"
+             else "one colour per (8x8 tile, shade) like Color hardware (tile snap)" if meta.get("tile_snap")
+             else "colours per pixel")
+    card["description"] = (f"for monochrome games it has never seen: {arch} trained on the real monochrome twins "
+                           f"of {len(doc['train_corpus'])} homebrew games rendered from ROMs plus the 21 games of "
+                           f"../shared; {crisp}")
+    net = models.create(arch, **card.get("arch_kwargs", {}))
     card["params"] = sum(p.numel() for p in net.parameters())
     card["macs_160x144"] = count_macs(net)
     card["decode"] = {"temperature": meta.get("temperature") or "as trained", "tile_snap": meta.get("tile_snap")}
@@ -241,8 +245,33 @@ def ship_unseen(split_dir: Path, onnx: Path, recipe: str, unseen_json: Path, wei
     card["unseen_games"] = _unseen_section(doc, shipped)
     card["latency"] = json.loads(bench_json.read_text(encoding="utf-8")) if bench_json else {}
     card["default"] = False
+    old_params = json.loads((weights_dir / "unseen.json").read_text(encoding="utf-8")).get("params", 0) \
+        if (weights_dir / "unseen.json").is_file() else 0
     atomic_write_json(weights_dir / "unseen.json", card)
+    _swap_into_default(weights_dir, out, int(old_params), int(card["params"]))
     return card
+
+
+def _swap_into_default(weights_dir: Path, unseen: Path, old_params: int, new_params: int) -> None:
+    """The default router sends unknown 4-shade games to ``unseen``: put the new net there too."""
+    import onnx
+
+    from models.router import has_gate, replace_unknown
+    from utils.fsio import atomic_write_bytes
+
+    card_path = weights_dir / "default.json"
+    swapped = False
+    for name in ("default.onnx", "default.int8.onnx"):
+        path = weights_dir / name
+        if path.is_file() and has_gate(onnx.load(str(path))):
+            atomic_write_bytes(path, replace_unknown(path, unseen).SerializeToString())
+            print(f"wrote {path}: its net for unknown monochrome games is now {unseen.name}")
+            swapped = True
+    if swapped and card_path.is_file():
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        if "params" in card:
+            card["params"] = int(card["params"]) - old_params + new_params
+        atomic_write_json(card_path, card)
 
 
 def main() -> int:

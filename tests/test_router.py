@@ -8,6 +8,7 @@ reference; evaluation and the player's engine feed it frame by frame; bad inputs
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -278,6 +279,7 @@ def test_known_gate_sends_only_known_dmg_games_to_the_specialist(router, tmp_pat
         known_share,
         known_windows,
         replace_monochrome,
+        replace_unknown,
     )
 
     path, _table = router
@@ -327,6 +329,19 @@ def test_known_gate_sends_only_known_dmg_games_to_the_specialist(router, tmp_pat
     onnx.save(replace_monochrome(out, _constant_onnx(tmp_path / "m2.onnx", (0.1, 0.1))), str(swapped))
     np.testing.assert_allclose(component_weights(swapped, "monochrome")["c"].ravel(), [0.1, 0.1])
     assert component_weights(swapped, "unknown")["c"].ravel().tolist() == [0.5, 0.5]
+    # and so can the net for unknown games, with the gate as it was: the same frames, the new colour
+    unk2 = tmp_path / "unknown2.onnx"
+    model2 = replace_unknown(swapped, _constant_onnx(tmp_path / "u2.onnx", (0.3, -0.2)))
+    onnx.save(model2, str(unk2))
+    s3 = ort.InferenceSession(str(unk2), providers=["CPUExecutionProvider"])
+    for seed, want in ((1, (0.1, 0.1)), (2, (0.3, -0.2))):
+        L = _l_of_shades(_dmg_frames(seed, ELSEWHERE[:1])[0])
+        ab = s3.run(None, {"L": (L / 100.0).astype(np.float32)[None, None]})[0]
+        np.testing.assert_allclose(ab[0, :, 0, 0], want, atol=1e-6)
+    meta2 = json.loads({p.key: p.value for p in model2.metadata_props}["retrocolor"])
+    assert meta2["gate"]["unknown"] == "u2.onnx" and meta2["gate"]["threshold"] == pytest.approx(0.8)
+    with pytest.raises(UserError, match="no known-game gate"):
+        replace_unknown(path, unk2)
     with pytest.raises(UserError, match="already has"):
         add_known_gate(out, unknown, table)
     with pytest.raises(UserError, match="2\\*\\*bits"):
