@@ -564,6 +564,26 @@ class TileSnap(nn.Module):
         return self.snap(x, self.net(x))
 
 
+class ChromaScale(nn.Module):
+    """The wrapped net's a/b times a constant ``chroma`` in (0, 1]: a safer, desaturated answer.
+
+    Why: on games a net never saw, its committed colours are more often wrong than right, and
+    squared error punishes a wrong strong colour most; scaling every a/b by one factor chosen on
+    validation games trades colourfulness for error without retraining (``export --chroma``).
+    Lightness is untouched (the net predicts a/b only).  One Mul in ONNX.
+    """
+
+    def __init__(self, net: nn.Module, chroma: float) -> None:
+        super().__init__()
+        if not 0.0 < chroma <= 1.0:
+            raise ValueError(f"chroma must be in (0, 1], got {chroma}")
+        self.net = net
+        self.chroma = float(chroma)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) * self.chroma
+
+
 # --------------------------------------------------------------------------------- tile_palette
 class TilePalette(nn.Module):
     """For 4-shade (monochrome) input only: a 4-colour palette per 8x8 tile, predicted at 20x18.

@@ -66,7 +66,8 @@ def cmd_export(a: argparse.Namespace) -> int:
     if a.int8_output is not None and not a.int8:
         raise UserError("--int8-output needs --int8")
     export_onnx(a.checkpoint, a.output, calib=a.calib, int8=a.int8, int8_output=a.int8_output, card=not a.no_card,
-                calib_frames=a.calib_frames, temperature=a.temperature, tile_snap=a.tile_snap)
+                calib_frames=a.calib_frames, temperature=a.temperature, tile_snap=a.tile_snap,
+                chroma=a.chroma)
     return 0
 
 
@@ -89,4 +90,7 @@ def add_export_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
                     help="annealed-mean temperature of a unet-family net (lower: bolder colours; default: as trained)")
     sp.add_argument("--tile-snap", action="store_true",
                     help="one colour per (8x8 tile, shade), as Color hardware draws; for 4-shade (monochrome) input")
+    sp.add_argument("--chroma", type=positive_float, default=None,
+                    help="scale the output a/b by this factor in (0, 1]: safer, duller colours for games the "
+                    "net never saw (choose it on validation games)")
     return sp

@@ -299,6 +299,7 @@ def export_onnx(
     timing_seconds: float = 1.0,
     temperature: float | None = None,
     tile_snap: bool = False,
+    chroma: float | None = None,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Export ``checkpoint`` to ``output`` (.onnx), verify it, optionally quantise; returns a report.
@@ -309,6 +310,8 @@ def export_onnx(
     ``temperature``: the annealed-mean temperature of a bin-decoding net (``unet`` family), lower
     = bolder colours; chosen on validation games (``scripts/unseen.py``), recorded in the card.
     ``tile_snap``: wrap the net in :class:`models.archs.TileSnap` (for 4-shade input only).
+    ``chroma``: scale the output a/b by this factor in (0, 1] (:class:`models.archs.ChromaScale`),
+    chosen on validation games for a net meant for games it never saw; recorded in the card.
     """
     say = log or (lambda _m: None)
     out = Path(output)
@@ -330,6 +333,13 @@ def export_onnx(
 
         model = TileSnap(model).eval()
         meta = {**meta, "tile_snap": True}
+    if chroma is not None:
+        from models.archs import ChromaScale
+
+        if not 0.0 < chroma <= 1.0:
+            raise UserError(f"--chroma must be in (0, 1], got {chroma}")
+        model = ChromaScale(model, chroma).eval()
+        meta = {**meta, "chroma": float(chroma)}
 
     if calib:
         frames, source = calibration_frames(calib, calib_frames), "calib: " + ", ".join(str(c) for c in calib)

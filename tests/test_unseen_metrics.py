@@ -25,6 +25,7 @@ from models.metrics import (
     js_distance,
     tile_uniformity,
 )
+from utils.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -105,6 +106,32 @@ def test_tile_snap_is_the_group_mean_and_exports(tmp_path):
     net.temperature = 0.2
     with torch.no_grad():
         np.testing.assert_allclose(y, TileSnap(net).eval()(x).numpy(), atol=1e-4)
+
+
+def test_chroma_export_scales_a_b_and_nothing_else(tmp_path):
+    """``export --chroma``: the same net's a/b times the factor, in the graph and in the card."""
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    net = models.create("tile_palette").eval()
+    stem = tmp_path / "run" / "best"
+    save_model(stem, net, {"arch": "tile_palette", "arch_kwargs": {}})
+    shade = torch.randint(0, 4, (2, 1, 144, 160), generator=torch.Generator().manual_seed(3))
+    x = torch.tensor(DMG_LEVELS_L / 100, dtype=torch.float32)[shade]
+    outs = {}
+    for name, chroma in (("full", None), ("half", 0.45)):
+        export_onnx(stem.parent, tmp_path / f"{name}.onnx", chroma=chroma, timing_seconds=0.1, log=None)
+        sess = ort.InferenceSession(str(tmp_path / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+        outs[name] = sess.run(None, {"L": x.numpy()})[0]
+    assert np.abs(outs["full"]).max() > 0.01          # a net that paints something
+    np.testing.assert_allclose(outs["half"], 0.45 * outs["full"], atol=1e-6)
+    card = json.loads((tmp_path / "half.json").read_text())
+    assert card["checkpoint_meta"]["chroma"] == 0.45 and "chroma" not in json.loads(
+        (tmp_path / "full.json").read_text())["checkpoint_meta"]
+    for bad in (0.0, 1.5):
+        with pytest.raises(UserError, match="chroma"):
+            export_onnx(stem.parent, tmp_path / "bad.onnx", chroma=bad, log=None)
+    assert not (tmp_path / "bad.onnx").exists()
 
 
 def test_evaluate_reports_the_look_and_boot_palettes_by_game(tmp_path):
