@@ -208,9 +208,12 @@ def frame_metrics_weighted(frame: np.ndarray, count: np.ndarray, ab_pred: np.nda
 # mse_ab says how far each pixel is from the truth.  A model can lower it by painting grey, which
 # no player wants; these say whether a game's output *looks* like a Color game (step 7's targets).
 
-#: a/b histogram bins per axis, over [-AB_RANGE, AB_RANGE] (sRGB's a/b lie within about +-110).
-AB_BINS = 20
-AB_RANGE = 110.0
+#: a/b histogram bins per axis, over [-AB_RANGE, AB_RANGE] (sRGB's a/b lie within about +-110),
+#: 11 Lab units wide.  An odd count puts grey (a = b = 0) in the middle of a bin: with a bin edge
+#: at 0, a grey pixel's a/b of +-1e-6 from float rounding fell on either side of it, so the same
+#: frames scored a histogram JS of 1.07 or 0.99 x grey's on two machines.
+AB_BINS = 21
+AB_RANGE = 115.5
 #: A (tile, input shade) group is "uniform" when the output's per-channel RGB std is below this.
 TILE_STD = 8.0
 

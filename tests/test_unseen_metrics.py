@@ -68,6 +68,16 @@ def test_js_distance_bounds_and_histogram():
     assert 0 < js_distance(a, mix) < 1
 
 
+def test_histogram_puts_grey_in_one_bin_whatever_the_rounding():
+    """Grey's a/b come out of colour conversion as +-1e-6, not 0: they must land in grey's bin."""
+    noise = np.random.default_rng(0).normal(0, 1e-5, (1000, 2))
+    assert np.array_equal(ab_histogram(noise), ab_histogram(np.zeros((1000, 2))))
+    assert js_distance(ab_histogram(noise), ab_histogram(np.zeros((1, 2)))) == 0.0
+    # a real colour is 1 bin away per 11 Lab units, and the range's ends clip into the last bins
+    assert ab_histogram(np.array([[11.0, 0.0]])).argmax() != ab_histogram(np.zeros((1, 2))).argmax()
+    assert ab_histogram(np.array([[500.0, -500.0]])).sum() == 1
+
+
 def test_boot_palettes_and_shades():
     assert BOOT_PALETTES[BOOT_DEFAULT].tolist() == [[255, 255, 255], [0x7B, 0xFF, 0x31], [0x00, 0x63, 0xC5], [0, 0, 0]]
     assert len(BOOT_PALETTES) == 16
