@@ -235,7 +235,8 @@ def ship_unseen(split_dir: Path, onnx: Path, recipe: str, unseen_json: Path, wei
     net = models.create(arch, **card.get("arch_kwargs", {}))
     card["params"] = sum(p.numel() for p in net.parameters())
     card["macs_160x144"] = count_macs(net)
-    card["decode"] = {"temperature": meta.get("temperature") or "as trained", "tile_snap": meta.get("tile_snap")}
+    card["decode"] = {"temperature": meta.get("temperature") or "as trained", "tile_snap": meta.get("tile_snap"),
+                      "chroma": meta.get("chroma")}
     card["training"] = {"recipe": recipe, "data": "retrocolor dataset render corpus (../shared/roms dual + cgb) "
                         "and the train blocks of ../shared/data/gbc; games of split.json's test and val sets held out",
                         "epochs": meta.get("epochs"), "best_epoch": meta.get("best_epoch"),

@@ -28,8 +28,9 @@ def test_a_default_model_is_shipped_with_a_complete_card() -> None:
             assert key in card, f"{m['name']}: model card lacks {key!r}"
         assert m["path"].stat().st_size < 5_000_000, "shipped weights must stay small"
         if m["int8_path"]:
-            # A router's int8 twin quantises its primary net only (the other two stay fp32).
-            ratio = 0.85 if card.get("router") else 0.5
+            # A router's int8 twin quantises its primary net only: the generic, monochrome and unseen
+            # nets and the gate's 1 MB table stay fp32 (4.16 of 4.81 MB with a 1.3 MB unseen net).
+            ratio = 0.9 if card.get("router") else 0.5
             assert m["int8_path"].stat().st_size < ratio * m["path"].stat().st_size
             assert card["held_out"]["int8_L"]["per_game"], "the card must carry the int8 model's figures too"
         assert card["held_out"]["fp32"]["L"]["per_game"], "the card must carry per-game held-out metrics"
