@@ -48,11 +48,13 @@ def cmd_live(a: argparse.Namespace) -> int:
         position=a.position, seconds=a.seconds, stats_json=a.stats_json, smoothing=a.smoothing,
         screenshot_dir=a.screenshot_dir,
     ))
-    lat = stats["capture_to_display"]
+    lat, new = stats["capture_to_display"], stats["stages"]["colorize_new_frames"]
+    # repeated frames reuse their colour in microseconds: the model's own time is on the new ones
+    reused = (f"; {stats['frames_reused']} repeated frames reused their colour"
+              if stats["frames_reused"] else "")
     print(f"live: {stats['frames']} frames shown in {stats['seconds']:.1f} s ({stats['fps']} fps; captured "
-          f"{stats['frames_captured']}, colorized {stats['frames_colorized']}); colorize p50 "
-          f"{stats['stages']['colorize']['p50_ms']} ms; capture-to-display p50 {lat['p50_ms']} ms, "
-          f"p99 {lat['p99_ms']} ms")
+          f"{stats['frames_captured']}{reused}); colorize p50 {new['p50_ms']} ms on the {new['n']} new frames; "
+          f"capture-to-display p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms")
     if a.stats_json:
         print(f"stats: {a.stats_json}")
     return 0

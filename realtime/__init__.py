@@ -15,7 +15,11 @@ windows.  Attributes are imported lazily so ``import realtime`` stays cheap.
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# pygame prints a "Hello from the pygame community" banner on import: noise in a command's output
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 __all__ = ["Colorizer", "flicker", "colorize_path"]
 

@@ -17,6 +17,7 @@ a minimised one pauses capture, and a closed one ends the run cleanly (exit code
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import threading
 import time
@@ -381,6 +382,7 @@ class LiveSession:
         self.t_capture: list[float] = []
         self.t_detect: list[float] = []
         self.t_colorize: list[float] = []
+        self.t_colorize_new: list[float] = []   # frames the model ran on (not repeats of the one before)
         self.t_display: list[float] = []
         self.latency: list[float] = []
         self.shown_at: list[float] = []
@@ -500,11 +502,14 @@ class LiveSession:
                     geometry_seen = geometry
                 native = self.finder(frame)  # the 160x144 RGB screen: engine input and the grey side
                 t2 = time.perf_counter()
+                reused = self.same.reused
                 colour = self.same.colorize(self.colorizer, native)
                 t3 = time.perf_counter()
                 self.t_capture.append(t1 - t0)
                 self.t_detect.append(t2 - t1)
                 self.t_colorize.append(t3 - t2)
+                if self.same.reused == reused:   # a new frame: the model ran
+                    self.t_colorize_new.append(t3 - t2)
                 self.n_colored += 1
                 self.colored.put(Colored(self.n_captured, t0, native, colour))
                 pacer.wait()
@@ -706,7 +711,8 @@ class LiveSession:
             "frames_reused": self.same.reused,  # identical to the frame before: its colour shown again
             "dropped": {"before_display": self.colored.dropped},
             "stages": {"capture": stage_stats(self.t_capture), "detect_sample": stage_stats(self.t_detect),
-                       "colorize": stage_stats(self.t_colorize), "display": stage_stats(self.t_display)},
+                       "colorize": stage_stats(self.t_colorize), "display": stage_stats(self.t_display),
+                       "colorize_new_frames": stage_stats(self.t_colorize_new)},
             "capture_to_display": stage_stats(self.latency),
             "engine_timings": engine_timings(self.colorizer),
             "stop_reason": self.stop_reason,
@@ -721,7 +727,17 @@ def run_live(opts: LiveOptions) -> dict[str, Any]:
     thread (e.g. a model that cannot be loaded) is raised as :class:`UserError` after cleanup.
     """
     session = LiveSession(opts)
-    stats = session.run()
+    # SDL turns SIGTERM and SIGINT into a window-close event, which would be reported as "window
+    # closed by the user"; with our own handlers installed first, SDL leaves them alone.
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda n, _f: session.finish(f"stopped by {signal.Signals(n).name}"))
+    try:
+        stats = session.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if getattr(session, "failed", False):
         raise UserError(session.stop_reason)
     print(f"live: {session.stop_reason}", file=sys.stderr)

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -157,6 +158,32 @@ def test_live_region_shows_the_engines_colourisation(xvfb, model, grey_frames, t
     for key in ("capture", "detect_sample", "colorize", "display"):
         assert stats["stages"][key]["p50_ms"] is not None and stats["stages"][key]["p99_ms"] is not None
     assert stats["capture_to_display"]["p50_ms"] > 0
+    # the stand-in shows a new frame every 0.4 s: most grabs repeat the one before and reuse its
+    # colour, and the model's own time is reported on the new frames alone
+    new = stats["stages"]["colorize_new_frames"]
+    assert stats["frames_reused"] > 0 and new["n"] == stats["frames_colorized"] - stats["frames_reused"] > 0
+    assert new["p50_ms"] > stats["stages"]["colorize"]["p50_ms"]
+    assert f"{stats['frames_reused']} repeated frames reused their colour" in out
+    assert f"on the {new['n']} new frames" in out
+
+
+def test_live_says_a_signal_stopped_it(xvfb, model, grey_frames, tmp_path):
+    """SDL turns SIGTERM into a window-close event: live must not say the user closed its window."""
+    emu = _start_emu(xvfb, grey_frames, tmp_path)
+    try:
+        live = _live(xvfb, "--region", "40,40,320,288", "--model", str(model), "--scale", "2", "--seconds", "30")
+        deadline = time.time() + 20
+        while time.time() < deadline and _our_window(xvfb) is None and live.poll() is None:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        live.send_signal(signal.SIGTERM)
+        out, err = live.communicate(timeout=20)
+    finally:
+        emu.kill()
+        emu.wait()
+    assert live.returncode == 0, err
+    assert "live: stopped by SIGTERM" in err and "closed by the user" not in err, err
+    assert "frames shown" in out
 
 
 def test_live_finds_the_screen_inside_the_emulator_window(xvfb, model, grey_frames, tmp_path):
