@@ -309,27 +309,8 @@ def compute_loss(out: Mapping[str, torch.Tensor], target_ab: torch.Tensor, game:
         total = F.huber_loss(ab, target_full, delta=huber_delta)
         parts["huber"] = float(total.detach())
     else:
-        if "group_logits" in out:
-            ce = _group_ce(out, target_ab, bins, soft, class_weights)
-            parts["ce"] = float(ce.detach())
-            total = ce
-            if kind == "ce+l1":
-                l1 = F.l1_loss(ab, target_full)
-                parts["l1"] = float(l1.detach())
-                total = total + l1_weight * l1
-            return _with_game(out, game, game_weight, total, parts)
-        logits = out.get("ab_logits")
-        if logits is None:
-            raise ValueError(f"loss {kind!r} needs a model with 'ab_logits' (e.g. unet); use mse/l1/huber")
-        b = _resolve_bins(out, bins, logits.shape[1])
-        with torch.no_grad():
-            z = b.target_distribution(target_ab.float(), tuple(logits.shape[-2:]), soft=soft)
-        logp = F.log_softmax(logits.float(), dim=1)
-        ce_px = -(z * logp).sum(1)  # (B, h, w)
-        if class_weights is not None:
-            wpx = (z * class_weights.to(z).view(1, -1, 1, 1)).sum(1)
-            ce_px = ce_px * wpx
-        ce = ce_px.mean()
+        ce = _group_ce(out, target_ab, bins, soft, class_weights) if "group_logits" in out \
+            else _pixel_ce(out, target_ab, bins, soft, class_weights, kind)
         parts["ce"] = float(ce.detach())
         total = ce
         if kind == "ce+l1":
@@ -337,6 +318,22 @@ def compute_loss(out: Mapping[str, torch.Tensor], target_ab: torch.Tensor, game:
             parts["l1"] = float(l1.detach())
             total = total + l1_weight * l1
     return _with_game(out, game, game_weight, total, parts)
+
+
+def _pixel_ce(out: Mapping[str, torch.Tensor], target_ab: torch.Tensor, bins: ABBins | None, soft: bool,
+              class_weights: torch.Tensor | None, kind: str) -> torch.Tensor:
+    """Cross-entropy of per-pixel ``ab_logits`` (B, Q, h, w) against the soft-encoded targets."""
+    logits = out.get("ab_logits")
+    if logits is None:
+        raise ValueError(f"loss {kind!r} needs a model with 'ab_logits' (e.g. unet); use mse/l1/huber")
+    b = _resolve_bins(out, bins, logits.shape[1])
+    with torch.no_grad():
+        z = b.target_distribution(target_ab.float(), tuple(logits.shape[-2:]), soft=soft)
+    logp = F.log_softmax(logits.float(), dim=1)
+    ce_px = -(z * logp).sum(1)  # (B, h, w)
+    if class_weights is not None:
+        ce_px = ce_px * (z * class_weights.to(z).view(1, -1, 1, 1)).sum(1)
+    return ce_px.mean()
 
 
 def _with_game(out: Mapping[str, torch.Tensor], game: torch.Tensor | None, game_weight: float,
