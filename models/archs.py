@@ -592,23 +592,22 @@ class TilePalette(nn.Module):
     "colour this monochrome screen" *is* a palette per tile -- one colour for each of the 4
     shades.  :class:`TileSnap` gets there by averaging a full-resolution net's output; this net
     works at tile resolution from the start, which is crisp by construction and cheap: nothing
-    runs at full resolution but the one-hot of the shades going in and one nearest upsample
-    coming out.
+    runs at full resolution but the one-hot of the shades going in and one gather coming out.
 
     * In: the shade ``round(3 L/100)`` of each pixel, one-hot (4 channels), embedded by a conv
       with an 8x8 kernel and stride 8: each output cell sees exactly one tile's pixels, losslessly.
-    * Trunk: a 1x1 tile embedding and one 3x3 conv at 1/8 (neighbour tiles), two 3x3 convs at
-      1/16 (one dilated: the context spans the screen), a global mean-pool MLP added as a
+    * Trunk: one 3x3 conv at 1/8 (neighbour tiles), a stride-2 conv to 1/16 and two 3x3 convs
+      there (one dilated: the context spans the screen), a global mean-pool MLP added as a
       per-channel bias (the screen's kind of scene), back to 1/8 by nearest upsample + add.
-    * Head: per shade ``k`` a feature vector (one 1x1 conv makes all 4), then one shared 1x1
-      conv to ``Q`` ab-bin logits; the annealed mean over bins (as :class:`UNet`) gives the
-      tile's colour for shade ``k``.  Output pixel = its tile's colour for its shade.
+    * Head: per shade ``k`` a feature vector (one 1x1 conv makes all 4), then one shared linear
+      layer to ``Q`` ab-bin logits; the annealed mean over bins (as :class:`UNet`) gives the
+      tile's colour for shade ``k``.  Output pixel = its tile's colour for its shade (a gather).
     * Training: ``forward_train`` returns ``group_logits`` (B, Q, 4 * tiles) and
       ``group_index`` (B, H, W): the loss scores each (tile, shade) group against the mean of
       its pixels' soft targets (:func:`models.losses.compute_loss`).
 
-    316k parameters, 45 M MACs at 160x144 (almost all at 20x18 and 10x9, where convs are large
-    GEMMs), 1.6 ms in ONNX Runtime on one thread of the development machine against 3.4 ms
+    316k parameters, 43 M MACs at 160x144 (almost all at 20x18 and 10x9, where convs are large
+    GEMMs), 1.8 ms in ONNX Runtime on one thread of the development machine against 3.4 ms
     for ``unet_small`` with :class:`TileSnap`.  H and W must be multiples of ``tile``
     (160x144 and the training crops are).
     """

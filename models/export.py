@@ -336,9 +336,10 @@ def export_onnx(
     if chroma is not None:
         from models.archs import ChromaScale
 
-        if not 0.0 < chroma <= 1.0:
-            raise UserError(f"--chroma must be in (0, 1], got {chroma}")
-        model = ChromaScale(model, chroma).eval()
+        try:
+            model = ChromaScale(model, chroma).eval()
+        except ValueError as e:
+            raise UserError(f"--chroma: {e}") from None
         meta = {**meta, "chroma": float(chroma)}
 
     if calib:

@@ -311,7 +311,7 @@ def _replace_4shade(router: str | Path, new_path: str | Path, which: str, meta: 
         info.update(meta or {})
         info.setdefault("components", {})[which] = Path(new_path).name
         if which == "unknown":
-            info["gate"]["unknown"] = Path(new_path).name
+            info.setdefault("gate", {})["unknown"] = Path(new_path).name
 
     _update_info(model, update)
     return model
