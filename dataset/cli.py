@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from utils.cli import add_command, crop_rect, positive_float, print_json, scale, timestamp
+from utils.errors import UserError
 
 
 def cmd_extract(a: argparse.Namespace) -> int:
@@ -66,6 +67,25 @@ def cmd_dataset_merge(a: argparse.Namespace) -> int:
 
     summary = merge(a.data, a.output, force=a.force)
     print(summary)
+    return 0
+
+
+def cmd_dataset_genres(a: argparse.Namespace) -> int:
+    from dataset.genres import cluster_games, from_index
+    from utils.fsio import atomic_write_json
+
+    if (a.index is None) == (a.clusters is None):
+        raise UserError("give either --index TSV (genre tags) or --clusters K (groups learned from the frames)")
+    if a.clusters is not None:
+        doc = cluster_games(a.data, a.clusters, seed=a.seed, limit_per_game=a.limit_per_game)
+    else:
+        doc = from_index(a.data, a.index)
+    atomic_write_json(a.output, doc)
+    for name, games in doc["groups"].items():
+        print(f"{name}: {len(games)} games")
+    if doc.get("untagged"):
+        print(f"untagged: {len(doc['untagged'])} games")
+    print(a.output)
     return 0
 
 
@@ -161,11 +181,26 @@ def _add_merge(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     sp.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier merged set")
 
 
+def _add_genres(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sp = dsub.add_parser(
+        "genres", help="group games by the genre tags of an index, or by clusters learned from their frames",
+        description="Write a genres JSON for 'retrocolor train --genre NAME --genres FILE': the games under DATA "
+        "grouped by an index's genre tags (--index), or into K clusters of how their monochrome frames look "
+        "(--clusters; a new frame can be placed in one, so a router can pick a genre model at play time).")
+    sp.set_defaults(func=cmd_dataset_genres)
+    sp.add_argument("data", nargs="+", type=Path, help="dataset folders (one sub-folder per game)")
+    sp.add_argument("-o", "--output", type=Path, required=True, help="genres JSON to write")
+    sp.add_argument("--index", type=Path, default=None, help="ROM index TSV with slug and genre columns")
+    sp.add_argument("--clusters", type=int, default=None, help="learn K clusters from the frames")
+    sp.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
+    sp.add_argument("--limit-per-game", type=int, default=60, help="frames per game described (default 60)")
+
+
 def add_dataset_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    """``retrocolor dataset info|preview|split|render|merge``."""
+    """``retrocolor dataset info|preview|split|render|merge|genres``."""
     ds = sub.add_parser("dataset", help="inspect, preview, split and merge datasets", description="dataset tools")
     dsub = ds.add_subparsers(dest="dataset_command", metavar="ACTION")
     dsub.required = True
-    for add in (_add_info, _add_preview, _add_split, _add_render, _add_merge):
+    for add in (_add_info, _add_preview, _add_split, _add_render, _add_merge, _add_genres):
         add(dsub)
     return ds

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,8 +85,12 @@ def _game_folder(d: Path) -> GameFolder:
     return GameFolder(name=name, frames=frames, dmg=dmg)
 
 
-def find_game_folders(paths: Sequence[str | os.PathLike[str]]) -> list[GameFolder]:
-    """Resolve data arguments into per-game folders (see module docstring), or raise UserError."""
+def find_game_folders(paths: Sequence[str | os.PathLike[str]],
+                      games: Collection[str] | None = None) -> list[GameFolder]:
+    """Resolve data arguments into per-game folders (see module docstring), or raise UserError.
+
+    ``games``: keep only the folders of these game names (a genre's games); UserError if none is here.
+    """
     if not paths:
         raise UserError("no data folder given")
     out: list[GameFolder] = []
@@ -100,14 +104,19 @@ def find_game_folders(paths: Sequence[str | os.PathLike[str]]) -> list[GameFolde
             out.append(_game_folder(d))
             continue
         subs = sorted(s for s in d.iterdir() if s.is_dir() and s.name != "dmg" and not s.name.startswith("."))
-        games = [_game_folder(s) for s in subs if _has_images(s) or (s / "frames").is_dir()]
-        if not games:
+        found = [_game_folder(s) for s in subs if _has_images(s) or (s / "frames").is_dir()]
+        if not found:
             raise UserError(f"no frames found in {d} (expected PNG frames, DIR/frames/, or one sub-folder per game)")
-        out.extend(games)
+        out.extend(found)
     names = [g.name for g in out]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise UserError(f"two data folders share the game name {dup[0]!r}; merge them first (retrocolor dataset merge)")
+    if games is not None:
+        keep = set(games)
+        out = [g for g in out if g.name in keep]
+        if not out:
+            raise UserError("none of the selected games is in " + ", ".join(str(p) for p in paths))
     return out
 
 
@@ -128,10 +137,11 @@ def _cache_key(files: list[Path], twins: list[Path | None], with_dmg: bool, size
     return h.hexdigest()[:16]
 
 
-def count_frames(paths: Sequence[str | os.PathLike[str]], limit_per_game: int | None = None) -> int:
+def count_frames(paths: Sequence[str | os.PathLike[str]], limit_per_game: int | None = None,
+                 games: Collection[str] | None = None) -> int:
     """How many frames :func:`load_frames` would load (a directory scan, no decoding)."""
     n = 0
-    for g in find_game_folders(paths):
+    for g in find_game_folders(paths, games):
         k = len(list_images(g.frames))
         n += min(k, limit_per_game) if limit_per_game is not None else k
     return n
@@ -145,15 +155,16 @@ def load_frames(
     cache_dir: str | os.PathLike[str] | None = None,
     limit_per_game: int | None = None,
     show_progress: bool = True,
+    games: Collection[str] | None = None,
 ) -> FrameSet:
     """Load every frame under ``paths`` into memory as uint8.
 
     Corrupt files are skipped and listed in ``FrameSet.skipped``; a frame whose size differs
     from ``size`` (the first frame's size when ``size`` is None) is a UserError, since a mixed
     set means the user pointed at the wrong folder.  With ``cache_dir`` the decoded arrays are
-    kept in one ``.npz`` so the next run skips PNG decoding.
+    kept in one ``.npz`` so the next run skips PNG decoding.  ``games``: only these game folders.
     """
-    folders = find_game_folders(paths)
+    folders = find_game_folders(paths, games)
     items: list[tuple[int, Path]] = []
     for gi, g in enumerate(folders):
         files = list_images(g.frames)

@@ -104,6 +104,10 @@ class TrainConfig:
                                   default_text="with the data-scaled schedule a quarter of its epochs (at least "
                                   "5), else never")
     limit_per_game: int | None = option(None, "use at most N frames per game", type=int, default_text="all")
+    #: Train on one group of games only: a genre model (the group's games must be in --data).
+    genre: str | None = option(None, "train only on the games of this genre or cluster of --genres", default_text=None)
+    genres: Path | None = option(None, "genres JSON (retrocolor dataset genres) that --genre names a group of",
+                                 type=Path, default_text=None)
     val_fraction: float = option(0.1, "share of each game (its last frames in play order) held out without --val",
                                  type=float)
     val_gap: int = 2
@@ -148,6 +152,8 @@ class TrainConfig:
         kw["out"] = Path(kw.get("out", "run"))
         if kw.get("init") is not None:
             kw["init"] = Path(kw["init"])
+        if kw.get("genres") is not None:
+            kw["genres"] = Path(kw["genres"])
         return cls(**kw)
 
     def resolved(self) -> TrainConfig:
@@ -193,6 +199,8 @@ class TrainConfig:
             raise UserError(f"unknown loss {c.loss!r}; known: {', '.join(LOSS_KINDS)}")
         if not c.data:
             raise UserError("no training data given (--data DIR)")
+        if (c.genre is None) != (c.genres is None):
+            raise UserError("--genre NAME and --genres FILE go together")
         return c
 
     def to_json(self) -> dict[str, Any]:

@@ -542,14 +542,24 @@ def _check_memory(cfg: TrainConfig) -> None:
     avail = _available_memory()
     if avail is None:
         return
-    n = count_frames(cfg.data, cfg.limit_per_game) + (count_frames(cfg.val, cfg.limit_per_game) if cfg.val else 0)
+    n = (count_frames(cfg.data, cfg.limit_per_game, genre_games(cfg))
+         + (count_frames(cfg.val, cfg.limit_per_game) if cfg.val else 0))
     per = NATIVE_W * NATIVE_H * TRAIN_BYTES_PER_PIXEL
     if n * per <= 0.85 * avail:
         return
-    games = max(1, len(find_game_folders(cfg.data)))
+    games = max(1, len(find_game_folders(cfg.data, genre_games(cfg))))
     fit = max(1, int(0.85 * avail / per / games))
     raise UserError(f"{n:,} frames need about {n * per / 2**30:.1f} GiB of memory to train on and "
                     f"{avail / 2**30:.1f} GiB is available; pass --limit-per-game {fit} (or fewer games)")
+
+
+def genre_games(cfg: TrainConfig) -> list[str] | None:
+    """The training games of ``--genre`` (None: every game of --data)."""
+    if cfg.genre is None or cfg.genres is None:
+        return None
+    from dataset.genres import games_of, load_genres
+
+    return games_of(load_genres(cfg.genres), cfg.genre)
 
 
 def _load_sets(cfg: TrainConfig) -> tuple[FrameSet, FrameSet, dict[str, Any] | None, list[str]]:
@@ -557,7 +567,7 @@ def _load_sets(cfg: TrainConfig) -> tuple[FrameSet, FrameSet, dict[str, Any] | N
     notes: list[str] = []
     _check_memory(cfg)
     fs = load_frames(cfg.data, with_dmg=True, size=None, limit_per_game=cfg.limit_per_game, cache_dir=cfg.cache_dir,
-                     show_progress=cfg.show_progress)
+                     show_progress=cfg.show_progress, games=genre_games(cfg))
     for path, why in fs.skipped:
         notes.append(f"skipped unreadable file: {why if path in why else f'{path}: {why}'}")
     holdout = None

@@ -112,6 +112,51 @@ def init_checkpoint(out: Path, router: Path) -> Path:
                                           "source": f"monochrome branch of {router.name}"})
 
 
+def init_from_onnx(out: Path, onnx_path: Path) -> Path:
+    """A shipped single-net ONNX file (its card names the arch) back as a checkpoint, to fine-tune from.
+
+    The initializers carry the torch names (``net.`` in front when ``export --chroma`` wrapped the
+    net); the chroma factor is the export's, not a weight, so the checkpoint paints at full chroma.
+    """
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    import models
+    from models.checkpoint import save_model
+
+    card = json.loads(onnx_path.with_suffix(".json").read_text(encoding="utf-8"))
+    net = models.create(card["arch"], **card.get("arch_kwargs", {}))
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(onnx_path)).graph.initializer}
+    # a Linear is exported as MatMul + Add on anonymous initializers: its weight transposed, and
+    # (tile_palette's head) divided by the decode temperature, which forward() folds into it
+    fold = float(getattr(net, "temperature", 1.0))
+    anon = {n: v for n, v in inits.items() if n.startswith("onnx::")}
+    state = {}
+    for k, ref in net.state_dict().items():
+        v = inits.get(k, inits.get("net." + k))
+        if v is None:
+            shape = tuple(ref.shape)
+            cands = [n for n, a in anon.items() if a.shape == shape or (a.ndim == 2 and a.T.shape == shape)]
+            if len(cands) != 1:
+                raise UserError(f"{onnx_path}: no weight {k!r} for arch {card['arch']}")
+            a = anon.pop(cands[0])
+            v = (a if a.shape == shape else a.T) * fold
+        state[k] = torch.from_numpy(np.array(v))
+    net.load_state_dict(state)
+    net.eval()
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).choice(np.asarray([0.0, 0.35, 0.7, 1.0], np.float32), size=(1, 1, 144, 160))
+    got = net(torch.from_numpy(x.astype(np.float32))).detach().numpy()
+    want = ort.InferenceSession(str(onnx_path)).run(None, {"L": x.astype(np.float32)})[0]
+    chroma = float((card.get("decode") or {}).get("chroma") or 1.0)
+    if not np.allclose(got * chroma, want, atol=1e-4):
+        raise UserError(f"{onnx_path}: the rebuilt net does not reproduce the ONNX output")
+    return save_model(out / "best", net, {"arch": card["arch"], "arch_kwargs": card.get("arch_kwargs", {}),
+                                          "source": f"{onnx_path.name} (chroma factor dropped)"})
+
+
 def evaluate_models(split_dir: Path, models_: list[str], which: str, out: Path, limit: int | None) -> dict:
     """Each model on the ``which`` games' real monochrome twins; the by-game report of each."""
     from models.evaluate import evaluate, format_by_game
@@ -293,6 +338,8 @@ def main() -> int:
     sp = sub.add_parser("init", help="the shipped monochrome net as a checkpoint")
     sp.add_argument("-o", "--out", type=Path, required=True)
     sp.add_argument("--router", type=Path, default=ROOT / "weights" / "default.onnx")
+    sp.add_argument("--onnx", type=Path, default=None,
+                    help="instead: a single-net ONNX with its .json card (e.g. weights/unseen.onnx)")
     sp = sub.add_parser("eval", help="models on the held-out games, real monochrome input")
     sp.add_argument("split", type=Path)
     sp.add_argument("--models", nargs="+", required=True)
@@ -327,7 +374,7 @@ def main() -> int:
             print("test:", " ".join(doc["test"]))
             print("val: ", " ".join(doc["val"]))
         elif a.cmd == "init":
-            print(init_checkpoint(a.out, a.router))
+            print(init_from_onnx(a.out, a.onnx) if a.onnx else init_checkpoint(a.out, a.router))
         elif a.cmd == "eval":
             evaluate_models(a.split, a.models, a.games, a.json, a.limit_per_game)
         elif a.cmd == "ship-unseen":
