@@ -48,7 +48,15 @@ def game_clusters(games_dir: Path, doc: dict, limit: int = 60) -> dict[str, int]
     return out
 
 
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
 def _medians(rows: list[dict]) -> dict:
+    rows = [x for x in rows if x["ratio_to_gray"] is not None]  # grey exact (no colour in the truth): no ratio
+    if not rows:
+        return {"games": 0, "median_ratio_to_gray": None, "share_below_gray": None,
+                "median_colourfulness_ratio": None, "median_hist_js_ratio": None}
     r = [x["ratio_to_gray"] for x in rows]
     return {"games": len(rows), "median_ratio_to_gray": float(np.median(r)),
             "share_below_gray": float(np.mean([v < 1 for v in r])),
@@ -79,19 +87,20 @@ def route(split: Path, which: str, genres: Path, eval_json: Path, base: str, exp
         per.setdefault(name, {"base": [], "routed": []})
         per[name]["base"].append(b)
         per[name]["routed"].append(r)
-        lines.append(f"{game[:26]:26} {name:>7} {b['ratio_to_gray']:6.2f} {r['ratio_to_gray']:6.2f}")
+        lines.append(f"{game[:26]:26} {name:>7} {_f(b['ratio_to_gray']):>6} {_f(r['ratio_to_gray']):>6}")
     out = {"games": which, "clusters": {g: names[c] for g, c in clusters.items()},
            "base": _medians(based), "routed": _medians(routed),
            "per_cluster": {k: {"base": _medians(v["base"]), "routed": _medians(v["routed"])} for k, v in per.items()}}
     print("\n".join(lines))
     for label in ("base", "routed"):
         m = out[label]
-        print(f"{label:6} over {m['games']} {which} games: mse/gray {m['median_ratio_to_gray']:.2f}, below grey "
-              f"{100 * m['share_below_gray']:.0f}%, colourfulness {m['median_colourfulness_ratio']:.2f}, "
-              f"hist JS {m['median_hist_js_ratio']:.2f}")
+        if m["games"]:
+            print(f"{label:6} over {m['games']} {which} games: mse/gray {_f(m['median_ratio_to_gray'])}, below grey "
+                  f"{100 * m['share_below_gray']:.0f}%, colourfulness {_f(m['median_colourfulness_ratio'])}, "
+                  f"hist JS {_f(m['median_hist_js_ratio'])}")
     for k, v in sorted(out["per_cluster"].items()):
-        print(f"cluster {k} ({v['base']['games']} games): base {v['base']['median_ratio_to_gray']:.2f}, "
-              f"routed {v['routed']['median_ratio_to_gray']:.2f}")
+        print(f"cluster {k} ({v['base']['games']} games): base {_f(v['base']['median_ratio_to_gray'])}, "
+              f"routed {_f(v['routed']['median_ratio_to_gray'])}")
     return out
 
 
