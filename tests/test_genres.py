@@ -128,3 +128,28 @@ def test_train_genre_trains_on_that_group_only(four_games: Path, tmp_path: Path,
     rc = retrocolor.main(["train", "--arch", "v0", "--data", str(four_games), "--out", str(tmp_path / "y"),
                           "--genre", name, "--cache-dir", "none"])
     assert rc == 2 and "go together" in capsys.readouterr().err
+
+
+def test_a_shipped_net_comes_back_as_a_checkpoint_to_fine_tune(tmp_path: Path) -> None:
+    """scripts/unseen.py init --onnx: weights/unseen.onnx rebuilt in torch paints what the ONNX paints / chroma."""
+    import sys
+
+    import onnxruntime as ort
+    import torch
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "scripts"))
+    from unseen import init_from_onnx
+
+    onnx_path = root / "weights" / "unseen.onnx"
+    ckpt = init_from_onnx(tmp_path / "init", onnx_path)
+    net, meta = load_model(ckpt)
+    chroma = json.loads(onnx_path.with_suffix(".json").read_text())["decode"]["chroma"]
+    x = np.random.default_rng(1).choice(np.asarray([0.0, 0.35, 0.7, 1.0], np.float32), size=(1, 1, 144, 160))
+    x = x.astype(np.float32)
+    with torch.no_grad():
+        got = net.eval()(torch.from_numpy(x)).numpy()
+    want = ort.InferenceSession(str(onnx_path)).run(None, {"L": x})[0]
+    assert meta["arch"] == "tile_palette" and chroma < 1
+    assert np.abs(got * chroma - want).max() < 1e-4
+    assert np.abs(got).max() > np.abs(want).max()  # the checkpoint paints at full chroma
