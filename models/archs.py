@@ -584,6 +584,29 @@ class ChromaScale(nn.Module):
         return self.net(x) * self.chroma
 
 
+class Ensemble(nn.Module):
+    """The mean a/b of several nets that share the L/100 -> ab/128 contract (``export A B C``).
+
+    Why: on games no net has seen, nets trained alike but from different seeds commit to
+    different wrong colours; where they disagree the mean falls back towards grey and where they
+    agree it keeps their colour, a safer answer than any one of them at the same chroma.  It costs
+    one forward pass per member, so it is meant for offline ``colorize``, not the live budget.
+    Averaging tile-uniform outputs (``tile_palette``) stays tile-uniform.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 nets, got {len(members)}")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.members[0](x)
+        for m in self.members[1:]:
+            out = out + m(x)
+        return out * (1.0 / len(self.members))
+
+
 # --------------------------------------------------------------------------------- tile_palette
 class TilePalette(nn.Module):
     """For 4-shade (monochrome) input only: a 4-colour palette per 8x8 tile, predicted at 20x18.
@@ -689,3 +712,16 @@ class TilePalette(nn.Module):
 def tile_palette(width: float = 1.0, bin_size: float = 0.08, temperature: float = 0.38) -> nn.Module:
     """A palette per tile for monochrome input (see :class:`TilePalette`)."""
     return TilePalette(width=width, bin_size=bin_size, temperature=temperature)
+
+
+@register("tile_palette_large", "ours: tile_palette at 2x width, for offline colorize (4-shade input)",
+          loss="ce+l1", params=1_189_403)
+def tile_palette_large(bin_size: float = 0.08, temperature: float = 0.38) -> nn.Module:
+    """``tile_palette`` at twice the channels: more capacity where the live budget does not bind."""
+    return TilePalette(width=2.0, bin_size=bin_size, temperature=temperature)
+
+
+@register("tile_palette_small", "ours: tile_palette at half width (4-shade input)", loss="ce+l1", params=91_691)
+def tile_palette_small(bin_size: float = 0.08, temperature: float = 0.38) -> nn.Module:
+    """``tile_palette`` at half the channels: does less capacity overfit the training games less?"""
+    return TilePalette(width=0.5, bin_size=bin_size, temperature=temperature)

@@ -75,7 +75,9 @@ def add_export_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     """``retrocolor export CHECKPOINT -o MODEL.onnx``."""
     sp = add_command(sub, "export", cmd_export,
                      "export a checkpoint to ONNX for the player (parity-checked; optional int8)")
-    sp.add_argument("checkpoint", type=Path, help="checkpoint: run folder, .safetensors/.json file or stem")
+    sp.add_argument("checkpoint", type=Path, nargs="+",
+                    help="checkpoint: run folder, .safetensors/.json file or stem; two or more: one model that "
+                    "averages their colours (an ensemble for offline colorize: one pass per member)")
     sp.add_argument("-o", "--output", type=Path, required=True,
                     help="MODEL.onnx to write (also MODEL.json, the model card)")
     sp.add_argument("--calib", nargs="+", type=Path, default=None,

@@ -287,8 +287,34 @@ def _quantize(fp32: Path, out: Path, calib: np.ndarray) -> None:
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
 
 
+def _load_ensemble(checkpoints: Sequence[str | os.PathLike[str]]) -> tuple[torch.nn.Module, dict[str, Any], Path]:
+    """Several checkpoints -> one :class:`models.archs.Ensemble`, the first one's metadata and weights path.
+
+    The members must share the normalisation (the ONNX contract); the card lists each member's
+    checkpoint, arch and seed, so the file says what it averages.
+    """
+    from models.archs import Ensemble
+
+    nets, metas, files = [], [], []
+    for c in checkpoints:
+        net, meta = load_model(c)
+        nets.append(net)
+        metas.append(meta)
+        files.append(resolve_checkpoint(c)[0])
+    norms = {json.dumps(m.get("normalisation"), sort_keys=True) for m in metas}
+    if len(norms) > 1:
+        raise UserError("these checkpoints normalise differently and cannot be averaged: "
+                        + ", ".join(str(c) for c in checkpoints))
+    members = [{"checkpoint": str(f), "arch": m.get("arch"), "seed": (m.get("config") or {}).get("seed")}
+               for f, m in zip(files, metas, strict=True)]
+    arches = sorted({str(m.get("arch")) for m in metas})
+    meta = {**metas[0], "ensemble": members,
+            "description": f"mean of {len(nets)} {'/'.join(arches)} nets ({metas[0].get('description') or ''})"}
+    return Ensemble(nets).eval(), meta, files[0]
+
+
 def export_onnx(
-    checkpoint: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str],
     *,
     calib: Sequence[str | os.PathLike[str]] | None = None,
@@ -303,6 +329,9 @@ def export_onnx(
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Export ``checkpoint`` to ``output`` (.onnx), verify it, optionally quantise; returns a report.
+
+    ``checkpoint``: one checkpoint, or a list of two or more, exported as one graph that averages
+    their a/b (:class:`models.archs.Ensemble`: for offline use, one forward pass per member).
 
     ``calib``: folders or files of real frames for the parity check and int8 calibration (else
     the data the checkpoint recorded, else synthetic frames -- int8 refuses synthetic ones).
@@ -320,8 +349,14 @@ def export_onnx(
     q_out = Path(int8_output) if int8_output else out.with_name(out.stem + ".int8.onnx")
     if int8 and q_out.resolve() == out.resolve():
         raise UserError("the int8 output must differ from the fp32 output")
-    model, meta = load_model(checkpoint)
-    st, _ = resolve_checkpoint(checkpoint)
+    many = not isinstance(checkpoint, (str, os.PathLike))
+    if many and len(checkpoint) == 1:  # type: ignore[arg-type]
+        checkpoint, many = checkpoint[0], False  # type: ignore[index]
+    if many:
+        model, meta, st = _load_ensemble(checkpoint)  # type: ignore[arg-type]
+    else:
+        model, meta = load_model(checkpoint)  # type: ignore[arg-type]
+        st, _ = resolve_checkpoint(checkpoint)  # type: ignore[arg-type]
     if temperature is not None:
         if not hasattr(model, "temperature") or not temperature > 0:
             raise UserError(f"--temperature needs a positive value and a bin-decoding arch ({meta.get('arch')} "

@@ -19,7 +19,8 @@ from models.gan import PatchCritic, adversarial_losses
 from models.losses import ABBins, class_rebalance_weights, compute_loss
 from utils.errors import UserError
 
-ALL = ["fusion", "tile_palette", "unet", "unet_lut", "unet_lut_fast", "unet_small", "v0", "v1", "v2"]
+ALL = ["fusion", "tile_palette", "tile_palette_large", "tile_palette_small", "unet", "unet_lut", "unet_lut_fast",
+       "unet_small", "v0", "v1", "v2"]
 
 
 def _make(name: str, **kw: object) -> nn.Module:
@@ -80,7 +81,8 @@ def test_registry_figures_are_true(name: str) -> None:
 
 def test_per_model_training_defaults_live_with_the_model() -> None:
     assert {n: models.entry(n).loss for n in ALL} == {
-        "fusion": "mse", "tile_palette": "ce+l1", "unet": "ce+l1", "unet_lut": "ce+l1", "unet_lut_fast": "ce+l1",
+        "fusion": "mse", "tile_palette": "ce+l1", "tile_palette_large": "ce+l1", "tile_palette_small": "ce+l1",
+        "unet": "ce+l1", "unet_lut": "ce+l1", "unet_lut_fast": "ce+l1",
         "unet_small": "ce+l1",
         "v0": "mse", "v1": "mse", "v2": "mse"}
     # fusion sizes its game-classifier head from the training games; the others need nothing.

@@ -144,6 +144,37 @@ def test_chroma_export_scales_a_b_and_nothing_else(tmp_path):
     assert not (tmp_path / "bad.onnx").exists()
 
 
+def test_ensemble_export_averages_its_members(tmp_path):
+    """``export A B --chroma S``: one graph whose a/b is S x the mean of A's and B's, listed in the card."""
+    import onnxruntime as ort
+
+    shade = torch.randint(0, 4, (2, 1, 144, 160), generator=torch.Generator().manual_seed(3))
+    x = torch.tensor(DMG_LEVELS_L / 100, dtype=torch.float32)[shade].numpy()
+    outs, runs = [], []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        stem = tmp_path / f"s{seed}" / "best"
+        save_model(stem, models.create("tile_palette").eval(),
+                   {"arch": "tile_palette", "arch_kwargs": {}, "config": {"seed": seed}})
+        export_onnx(stem.parent, tmp_path / f"s{seed}.onnx", timing_seconds=0.1, log=None)
+        sess = ort.InferenceSession(str(tmp_path / f"s{seed}.onnx"), providers=["CPUExecutionProvider"])
+        outs.append(sess.run(None, {"L": x})[0])
+        runs.append(stem.parent)
+    assert np.abs(outs[0] - outs[1]).max() > 1e-3          # two different nets
+    export_onnx(runs, tmp_path / "ens.onnx", chroma=0.8, timing_seconds=0.1, log=None)
+    sess = ort.InferenceSession(str(tmp_path / "ens.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"L": x})[0], 0.8 * (outs[0] + outs[1]) / 2, atol=1e-5)
+    card = json.loads((tmp_path / "ens.json").read_text())
+    assert [m["seed"] for m in card["checkpoint_meta"]["ensemble"]] == [0, 1]
+    assert card["description"].startswith("mean of 2 tile_palette nets")
+    stem = tmp_path / "lab" / "best"
+    save_model(stem, models.create("tile_palette").eval(),
+               {"arch": "tile_palette", "arch_kwargs": {}, "normalisation": {"output": "other"}})
+    with pytest.raises(UserError, match="normalise differently"):
+        export_onnx([runs[0], stem.parent], tmp_path / "bad.onnx", log=None)
+    assert not (tmp_path / "bad.onnx").exists()
+
+
 def test_evaluate_reports_the_look_and_boot_palettes_by_game(tmp_path):
     for i, g in enumerate(("alpha", "beta", "gamma")):
         write_game(tmp_path / "data" / g, 6, seed=i, twins=6, w=64, h=48)
