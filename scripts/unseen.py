@@ -73,6 +73,39 @@ def split(corpus: Path, out: Path, shared: Path | None, test: int, val: int, min
     return doc
 
 
+def _base_game(name: str) -> str:
+    """The game a training folder shows: ``shared3-foo`` (an oversampling link) is ``shared-foo``."""
+    if name.startswith("shared") and "-" in name:
+        return "shared-" + name.split("-", 1)[1]
+    return name
+
+
+def subset(train: Path, out: Path, fraction: float, seed: int) -> dict:
+    """Link a seeded share of the training *games* of ``train`` into ``out`` (a learning curve).
+
+    Games, not frames, are drawn, and a shared game's oversampling links go in or out together,
+    so a curve over ``fraction`` measures what more games buy, at the same frames per game.
+    """
+    if not 0 < fraction <= 1:
+        raise UserError(f"--fraction must be in (0, 1], got {fraction}")
+    folders = sorted(p for p in train.iterdir() if p.is_dir())
+    if not folders:
+        raise UserError(f"no game folders in {train}")
+    bases = sorted({_base_game(p.name) for p in folders})
+    k = max(1, round(fraction * len(bases)))
+    keep = {bases[i] for i in np.random.default_rng(seed).permutation(len(bases))[:k]}
+    if out.exists():
+        for old in out.iterdir():
+            old.unlink()
+    for p in folders:
+        if _base_game(p.name) in keep:
+            _link(p, out / p.name)
+    doc = {"train": str(train), "fraction": fraction, "seed": seed, "games": sorted(keep),
+           "of": len(bases)}
+    atomic_write_json(out.parent / f"{out.name}.json", doc)
+    return doc
+
+
 def credits(doc: dict, index: Path) -> dict:
     """Every game the split trains on or holds out, with developer and licence field (for the model card).
 
@@ -335,6 +368,11 @@ def main() -> int:
     sp.add_argument("--val", type=int, default=10)
     sp.add_argument("--min-twins", type=int, default=30)
     sp.add_argument("--seed", type=int, default=0)
+    sp = sub.add_parser("subset", help="a seeded share of the training games (a learning curve over games)")
+    sp.add_argument("train", type=Path, help="the split's train folder (runs/unseen/train)")
+    sp.add_argument("-o", "--out", type=Path, required=True)
+    sp.add_argument("--fraction", type=float, required=True)
+    sp.add_argument("--seed", type=int, default=0)
     sp = sub.add_parser("init", help="the shipped monochrome net as a checkpoint")
     sp.add_argument("-o", "--out", type=Path, required=True)
     sp.add_argument("--router", type=Path, default=ROOT / "weights" / "default.onnx")
@@ -373,6 +411,9 @@ def main() -> int:
                   f"{len(doc['train_shared'])} of ../shared -> {a.out}")
             print("test:", " ".join(doc["test"]))
             print("val: ", " ".join(doc["val"]))
+        elif a.cmd == "subset":
+            doc = subset(a.train, a.out, a.fraction, a.seed)
+            print(f"subset: {len(doc['games'])} of {doc['of']} training games -> {a.out}")
         elif a.cmd == "init":
             print(init_from_onnx(a.out, a.onnx) if a.onnx else init_checkpoint(a.out, a.router))
         elif a.cmd == "eval":
