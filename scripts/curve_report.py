@@ -38,7 +38,9 @@ def main() -> int:
     a = ap.parse_args()
     runs = {p.parent.name: p for p in sorted(a.out.glob("f*-s*/best.safetensors"))}
     for r in a.ref:
-        name, ckpt = r.split("=", 1)
+        name, sep, ckpt = r.partition("=")
+        if not sep or not Path(ckpt).is_file():
+            ap.error(f"--ref {r}: want NAME=CHECKPOINT, an existing .safetensors")
         runs[name] = Path(ckpt)
     rows = {}
     for name, ckpt in sorted(runs.items()):

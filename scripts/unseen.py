@@ -95,6 +95,10 @@ def subset(train: Path, out: Path, fraction: float, seed: int) -> dict:
     k = max(1, round(fraction * len(bases)))
     keep = {bases[i] for i in np.random.default_rng(seed).permutation(len(bases))[:k]}
     if out.exists():
+        # only ever a folder of links this made: never delete a real folder or file the user named
+        stray = [p.name for p in out.iterdir() if not p.is_symlink()]
+        if stray:
+            raise UserError(f"{out} holds more than a subset's links ({stray[0]}, ...): pick a new --out")
         for old in out.iterdir():
             old.unlink()
     for p in folders:

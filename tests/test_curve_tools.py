@@ -67,3 +67,14 @@ def test_a_subset_draws_games_and_keeps_a_games_links_together(tmp_path: Path) -
         json.loads((tmp_path / "s0.json").read_text())["games"])
     with pytest.raises(UserError, match="fraction"):
         subset(train, tmp_path / "bad", fraction=0, seed=0)
+
+
+def test_a_subset_refuses_an_out_folder_that_holds_real_files(tmp_path: Path) -> None:
+    """Rewriting a subset removes its old links; it must never delete what the user keeps there."""
+    (tmp_path / "train" / "g0").mkdir(parents=True)
+    keep = tmp_path / "mine" / "notes.txt"
+    keep.parent.mkdir()
+    keep.write_text("x")
+    with pytest.raises(UserError, match="more than a subset"):
+        subset(tmp_path / "train", tmp_path / "mine", fraction=1, seed=0)
+    assert keep.read_text() == "x"
