@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dataset import cli as dataset_cli
 from models import cli as models_cli
-from utils.cli import add_command, positive_float, print_json, scale, screen_region
+from utils.cli import add_command, positive_float, positive_int, print_json, scale, screen_region
 from utils.errors import UserError
 
 __version__ = "0.1.0"
@@ -27,6 +27,9 @@ __version__ = "0.1.0"
 # (one X,Y,W,H parser for --crop and --region).
 _region = screen_region
 _positive_float = positive_float
+_scheme = positive_int
+SCHEME_HELP = ("paint monochrome games with colour scheme N (4-colour palettes of homebrew Color games; "
+               "'retrocolor models' lists them) instead of the model; C cycles them in the window")
 
 
 # --------------------------------------------------------------------------- step 1: data
@@ -46,7 +49,7 @@ def cmd_live(a: argparse.Namespace) -> int:
     stats = run_live(LiveOptions(
         window=a.window, region=a.region, model=a.model, scale=a.scale, borderless=a.borderless, on_top=a.on_top,
         position=a.position, seconds=a.seconds, stats_json=a.stats_json, smoothing=a.smoothing,
-        screenshot_dir=a.screenshot_dir,
+        screenshot_dir=a.screenshot_dir, scheme=a.scheme,
     ))
     lat, new = stats["capture_to_display"], stats["stages"]["colorize_new_frames"]
     # repeated frames reuse their colour in microseconds: the model's own time is on the new ones
@@ -65,7 +68,7 @@ def cmd_play(a: argparse.Namespace) -> int:
 
     res = play(a.rom, PlayOptions(model=a.model, headless=a.headless, frames=a.frames, seconds=a.seconds,
                                   record=a.record, scale=a.scale, side_by_side=a.side_by_side,
-                                  stats_json=a.stats_json, smoothing=a.smoothing))
+                                  stats_json=a.stats_json, smoothing=a.smoothing, scheme=a.scheme))
     print(res.summary())
     return 0
 
@@ -83,7 +86,7 @@ def cmd_colorize(a: argparse.Namespace) -> int:
     from realtime.offline import colorize_path
 
     colorize_path(a.input, a.output, model=a.model, side_by_side=a.side_by_side, smoothing=a.smoothing,
-                  threads=a.threads, max_seconds=a.seconds)
+                  threads=a.threads, max_seconds=a.seconds, scheme=a.scheme)
     return 0
 
 
@@ -139,7 +142,26 @@ def cmd_models(a: argparse.Namespace) -> int:
             ms = f"{i8ms:.1f} ms/frame, " if isinstance(i8ms, (int, float)) else ""
             size = r["int8_path"].stat().st_size / max(1, r["path"].stat().st_size)
             print(f"    int8 (--model {r['name']}.int8; {q}{ms}{size:.2f}x the size): {r['int8_path']}")
+    _print_schemes(weights.WEIGHTS_DIR / "schemes.json")
     return 0
+
+
+def _print_schemes(path: Path) -> None:
+    """The shipped colour schemes, one line each (with colour swatches on a terminal)."""
+    if not path.is_file():
+        return
+    from dataset.schemes import load
+
+    doc = load(path)
+    swatch = sys.stdout.isatty()
+    print(f"colour schemes for monochrome games (--scheme N, or C in live/play): {len(doc['schemes'])} palettes "
+          f"of homebrew Color games, learned from {doc['training_games']} games ({path})")
+    for sc in doc["schemes"]:
+        cols = " ".join(sc["preview"])
+        if swatch:
+            cols = "".join(f"\x1b[48;2;{int(c[1:3], 16)};{int(c[3:5], 16)};{int(c[5:7], 16)}m   \x1b[0m"
+                           for c in sc["preview"]) + " " + cols
+        print(f"    {sc['id']:2}: {cols}  (the palette of {sc['game']})")
 
 
 # --------------------------------------------------------------------------- parser
@@ -175,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("live", cmd_live, "colorize a running emulator's window in real time (X11)")
     sp.epilog = (
         "keys in the retrocolor window: F or Space toggle the filter, S side-by-side grey | colour, P screenshot "
-        "(PNG in --screenshot-dir), M next model (--model, then every shipped one), O fps/latency overlay, "
+        "(PNG in --screenshot-dir), M next model (--model, then every shipped one), C next colour scheme (the model, "
+        "then each scheme; monochrome games), O fps/latency overlay, "
         "Esc or Q quit. The emulator window is followed when it moves, re-detected when resized, waited for when "
         "minimised; closing it ends the run with exit code 0.")
     src = sp.add_mutually_exclusive_group()
@@ -194,11 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--smoothing", type=float, default=0.0,
                     help="temporal smoothing of the colours, 0 <= S < 1 (default 0)")
     sp.add_argument("--screenshot-dir", type=Path, default=Path("."), help="where P writes screenshots (default .)")
+    sp.add_argument("--scheme", type=_scheme, default=None, metavar="N", help=SCHEME_HELP)
 
     # play
     sp = add("play", cmd_play, "play a Game Boy ROM in PyBoy, colorized live")
     sp.epilog = ("game keys: arrows = d-pad, Z = A, X = B, Enter = Start, Backspace or right Shift = Select; "
-                 "F or Space toggle the filter, S side-by-side, P screenshot, M next model, O overlay, Esc quit.")
+                 "F or Space toggle the filter, S side-by-side, P screenshot, M next model, C next colour scheme, "
+                 "O overlay, Esc quit.")
     sp.add_argument("rom", type=Path, help="Game Boy ROM (.gb; dual-mode .gbc games run in monochrome mode)")
     sp.add_argument("--model", default=None, help="shipped model name or .onnx path (default: the shipped default)")
     sp.add_argument("--scale", type=scale, default=3, help="window and video scale, 1..8 (default 3)")
@@ -210,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stats-json", type=Path, default=None, help="write timings and frame counts as JSON")
     sp.add_argument("--smoothing", type=float, default=0.0,
                     help="temporal smoothing of the colours, 0 <= S < 1 (default 0)")
+    sp.add_argument("--scheme", type=_scheme, default=None, metavar="N", help=SCHEME_HELP)
 
     # demo
     sp = add("demo", cmd_demo, "see the filter work now: a built-in homebrew cartridge in PyBoy, grey | colour")
@@ -234,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
     sp.add_argument("--seconds", type=_positive_float, default=None,
                     help="video only: colorize just the first S seconds (default: all)")
+    sp.add_argument("--scheme", type=_scheme, default=None, metavar="N", help=SCHEME_HELP)
 
     # bench
     sp = add("bench", cmd_bench, "measure per-stage latency (capture ... display) and sustained fps of each model")

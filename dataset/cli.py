@@ -89,6 +89,25 @@ def cmd_dataset_genres(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_schemes(a: argparse.Namespace) -> int:
+    from dataset.schemes import build
+    from utils.fsio import atomic_write_json
+
+    if a.k < 1:
+        raise UserError(f"-k must be at least 1, got {a.k}")
+    if a.limit_per_game is not None and a.limit_per_game < 1:
+        raise UserError(f"--limit-per-game must be at least 1, got {a.limit_per_game}")
+    doc = build(a.data, k=a.k, limit_per_game=a.limit_per_game)
+    atomic_write_json(a.output, doc)
+    for s in doc["schemes"]:
+        n = s["games"]
+        print(f"scheme {s['id']:2}: {' '.join(s['preview'])}  the palette of {s['game']} "
+              f"(the closest scheme for {n} game{'' if n == 1 else 's'})")
+    print(f"{len(doc['schemes'])} schemes from {doc['training_games']} games -> {a.output}; each game's closest "
+          f"scheme: median {doc['median_best_ratio_to_grey']:.2f} x grey's error")
+    return 0
+
+
 def add_extract_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
     """``retrocolor extract VIDEO -o DATASET``."""
     sp = add_command(sub, "extract", cmd_extract,
@@ -196,11 +215,26 @@ def _add_genres(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     sp.add_argument("--limit-per-game", type=int, default=60, help="frames per game described (default 60)")
 
 
+def _add_schemes(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sp = dsub.add_parser(
+        "schemes", help="learn 4-colour schemes from Color games, for players to pick on games the model never saw",
+        description="Write a schemes JSON (the shipped one is weights/schemes.json): each game's palette (mean "
+        "colour per monochrome shade); K of those picked greedily so that every game has one close to its own, "
+        "the best single guess first. live/play/colorize use them with --scheme N or the C key.")
+    sp.set_defaults(func=cmd_dataset_schemes)
+    sp.add_argument("data", nargs="+", type=Path, help="dataset folders (one sub-folder per game, colour frames "
+                    "and, for dual-mode games, dmg/ twins)")
+    sp.add_argument("-o", "--output", type=Path, required=True, help="schemes JSON to write")
+    sp.add_argument("-k", type=int, default=16, help="number of schemes (default 16)")
+    sp.add_argument("--limit-per-game", type=int, default=40,
+                    help="frames per game, spread over its play (default 40)")
+
+
 def add_dataset_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    """``retrocolor dataset info|preview|split|render|merge|genres``."""
+    """``retrocolor dataset info|preview|split|render|merge|genres|schemes``."""
     ds = sub.add_parser("dataset", help="inspect, preview, split and merge datasets", description="dataset tools")
     dsub = ds.add_subparsers(dest="dataset_command", metavar="ACTION")
     dsub.required = True
-    for add in (_add_info, _add_preview, _add_split, _add_render, _add_merge, _add_genres):
+    for add in (_add_info, _add_preview, _add_split, _add_render, _add_merge, _add_genres, _add_schemes):
         add(dsub)
     return ds

@@ -37,7 +37,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     report = evaluate(
         a.model, a.data, input_mode=a.input, baseline_train=a.baseline_train, json_path=a.json,
-        grid_path=a.grid, limit_per_game=a.limit_per_game,
+        grid_path=a.grid, limit_per_game=a.limit_per_game, schemes=a.schemes,
     )
     print(format_report(report))
     return 0
@@ -57,6 +57,9 @@ def add_evaluate_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     sp.add_argument("--json", type=Path, default=None, help="write the metrics as JSON")
     sp.add_argument("--grid", type=Path, default=None, help="write an input / prediction / truth PNG grid")
     sp.add_argument("--limit-per-game", type=int, default=None, help="evaluate at most N frames per game")
+    sp.add_argument("--schemes", type=Path, default=None,
+                    help="with --input dmg/dmg4: also score the best of these colour schemes per game, with hindsight "
+                    "(e.g. weights/schemes.json; make one with retrocolor dataset schemes)")
     return sp
 
 

@@ -309,7 +309,7 @@ def by_game_summary(per_game: dict[str, Any]) -> dict[str, Any]:
         "median_tile_uniformity": _median([g["look"]["tile_uniformity"] for g in games]),
         "median_tile_uniformity_truth": _median([g["look"]["tile_uniformity_truth"] for g in games]),
     }
-    for key in ("lut", "boot_default", "boot_best"):
+    for key in ("lut", "boot_default", "boot_best", "scheme_best"):
         ratios = []
         below = []
         for g in games:
@@ -327,8 +327,13 @@ def by_game_summary(per_game: dict[str, Any]) -> dict[str, Any]:
 def evaluate(model: str | os.PathLike[str], data: Sequence[str | os.PathLike[str]], input_mode: str = "L",
              baseline_train: Sequence[str | os.PathLike[str]] | None = None,
              json_path: str | os.PathLike[str] | None = None, grid_path: str | os.PathLike[str] | None = None,
-             limit_per_game: int | None = None, batch_size: int = 64, show_progress: bool = True) -> dict[str, Any]:
+             limit_per_game: int | None = None, batch_size: int = 64, show_progress: bool = True,
+             schemes: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Evaluate ``model`` and the baselines on ``data``; returns the report (see module docstring).
+
+    ``schemes`` (a :mod:`dataset.schemes` file) adds, for 4-shade input, the baseline of a player
+    who picks the best of those colour schemes for each game (with hindsight, as the boot ROM's
+    best palette is picked), beside the boot ROM's palettes.
 
     The report has ``overall``, ``baselines`` {gray, lut}, ``per_game`` {GAME: {... ,
     baselines}} (each with mse_ab, delta_e, acc10, psnr, n_frames) plus model / input / skip
@@ -348,17 +353,17 @@ def evaluate(model: str | os.PathLike[str], data: Sequence[str | os.PathLike[str
         torch.set_num_threads(max(1, min(old_threads, (os.cpu_count() or 2) - 1)))
         try:
             return _evaluate(predict, info, data, input_mode, baseline_train, json_path, grid_path, limit_per_game,
-                             batch_size, show_progress)
+                             batch_size, show_progress, schemes)
         finally:
             torch.set_num_threads(old_threads)
     return _evaluate(predict, info, data, input_mode, baseline_train, json_path, grid_path, limit_per_game,
-                     batch_size, show_progress)
+                     batch_size, show_progress, schemes)
 
 
 def _evaluate(predict: Predictor, info: dict[str, Any], data: Sequence[str | os.PathLike[str]], input_mode: str,
               baseline_train: Sequence[str | os.PathLike[str]] | None, json_path: str | os.PathLike[str] | None,
               grid_path: str | os.PathLike[str] | None, limit_per_game: int | None, batch_size: int,
-              show_progress: bool) -> dict[str, Any]:
+              show_progress: bool, schemes: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     with_dmg = input_mode == "dmg"
     fs = load_frames(data, with_dmg=with_dmg, size=None, limit_per_game=limit_per_game, show_progress=show_progress)
     skipped_unreadable = [f"{p}: {why}" for p, why in fs.skipped]
@@ -398,6 +403,14 @@ def _evaluate(predict: Predictor, info: dict[str, Any], data: Sequence[str | os.
     # The boot ROM's palettes colour 4-shade input only: the baselines of a monochrome game.
     boot_ab = boot_palette_ab() if input_mode in ("dmg", "dmg4") else {}
     boot_acc = {name: MetricAccumulator() for name in boot_ab}
+    # So do colour schemes: a player's pick among palettes homebrew Color games use.
+    scheme_pal: dict[str, np.ndarray] = {}
+    if schemes is not None and boot_ab:
+        from dataset.schemes import load as load_schemes
+
+        # a scheme lists shade 0 = black first; dmg_shade (the boot palettes' index) is 0 = lightest
+        scheme_pal = {str(s["id"]): np.asarray(s["ab"], np.float32)[::-1] for s in load_schemes(schemes)["schemes"]}
+    scheme_acc = {name: MetricAccumulator() for name in scheme_pal}
     grid_pick: dict[int, np.ndarray] = {}
     if grid_path is not None:
         for g in range(len(fs.games)):
@@ -447,6 +460,9 @@ def _evaluate(predict: Predictor, info: dict[str, Any], data: Sequence[str | os.
             for name, pal in boot_ab.items():
                 boot_acc[name].add(frame_metrics_weighted(f_u, count, pal[shade_u], lab_u[:, 1:], lab_u[:, 0], rgb_u,
                                                           n), games)
+            for name, pal in scheme_pal.items():
+                scheme_acc[name].add(frame_metrics_weighted(f_u, count, pal[shade_u], lab_u[:, 1:], lab_u[:, 0],
+                                                            rgb_u, n), games)
         acc["gray"].add(frame_metrics_weighted(f_u, count, gray_predict(Lin_u), lab_u[:, 1:], lab_u[:, 0], rgb_u, n),
                         games)
         if lut is not None:
@@ -468,6 +484,7 @@ def _evaluate(predict: Predictor, info: dict[str, Any], data: Sequence[str | os.
     per_gray = acc["gray"].per_group()
     per_lut = acc["lut"].per_group() if lut is not None else {}
     per_boot = {name: a.per_group() for name, a in boot_acc.items()}
+    per_scheme = {name: a.per_group() for name, a in scheme_acc.items()}
     per_game: dict[str, Any] = {}
     for g, name in enumerate(fs.games):
         if g not in per_model:
@@ -478,6 +495,9 @@ def _evaluate(predict: Predictor, info: dict[str, Any], data: Sequence[str | os.
             baselines["boot_default"] = nan_to_none(per_boot[BOOT_DEFAULT][g])
             best = min(per_boot, key=lambda p: per_boot[p][g]["mse_ab"])
             baselines["boot_best"] = {**nan_to_none(per_boot[best][g]), "palette": best}
+        if per_scheme:
+            best = min(per_scheme, key=lambda p: per_scheme[p][g]["mse_ab"])
+            baselines["scheme_best"] = {**nan_to_none(per_scheme[best][g]), "scheme": int(best)}
         gray_mse = per_gray[g]["mse_ab"]
         per_game[name] = {
             **nan_to_none(per_model[g]),
@@ -576,7 +596,10 @@ def format_by_game(report: dict[str, Any]) -> str:
 
     per_game = report["per_game"]
     boot = any("boot_best" in g["baselines"] for g in per_game.values())
+    sch = any("scheme_best" in g["baselines"] for g in per_game.values())
     head = f"{'game':26} {'mse/gray':>8} {'colour':>7} {'histJS':>7} {'tiles':>6} {'truth':>6}"
+    if sch:
+        head += f" {'scheme/gray':>11} {'(#)':>4}"
     if boot:
         head += f" {'boot/gray':>9} {'best/gray':>9}  best palette"
     lines = ["by game (mse/gray: model mse_ab / grey's; colour: colourfulness / truth's; "
@@ -585,6 +608,9 @@ def format_by_game(report: dict[str, Any]) -> str:
         lk, gray = g["look"], g["baselines"]["gray"]["mse_ab"]
         row = (f"{name[:26]:26} {f(g['ratio_to_gray']):>8} {f(lk['colourfulness_ratio']):>7} "
                f"{f(lk['hist_js_ratio']):>7} {f(lk['tile_uniformity']):>6} {f(lk['tile_uniformity_truth']):>6}")
+        if sch:
+            sb = g["baselines"]["scheme_best"]
+            row += f" {f(sb['mse_ab'] / gray if gray else None):>11} {sb['scheme']:>4}"
         if boot:
             bd, bb = g["baselines"]["boot_default"], g["baselines"]["boot_best"]
             row += (f" {f(bd['mse_ab'] / gray if gray else None):>9} {f(bb['mse_ab'] / gray if gray else None):>9}"
@@ -600,4 +626,8 @@ def format_by_game(report: dict[str, Any]) -> str:
                      f"best per game with hindsight {f(bg.get('boot_best_median_ratio_to_gray'))}; the model beats "
                      f"the default on {100 * bg.get('share_below_boot_default', 0):.0f}% of games and the "
                      f"hindsight-best on {100 * bg.get('share_below_boot_best', 0):.0f}%")
+    if sch:
+        lines.append(f"colour schemes (mse/gray, median): the best of them per game, with hindsight (what a player "
+                     f"picking by eye can get at most), {f(bg.get('scheme_best_median_ratio_to_gray'))}; the model "
+                     f"beats it on {100 * bg.get('share_below_scheme_best', 0):.0f}% of games")
     return "\n".join(lines)

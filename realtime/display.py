@@ -25,7 +25,7 @@ GB_FPS = 4194304 / 70224
 
 #: Keys understood by every window; ``play`` additionally forwards the game keys to the emulator.
 KEY_HELP = ("keys: F or Space toggle the filter (grey/colour), S side-by-side, P screenshot (PNG), "
-            "M next model, O fps/latency overlay, Esc or Q quit")
+            "M next model, C next colour scheme (monochrome games), O fps/latency overlay, Esc or Q quit")
 
 
 @dataclass
@@ -40,7 +40,8 @@ class KeyEvent:
 class Events:
     """What happened in the window since the last poll."""
 
-    actions: list[str] = field(default_factory=list)  # "quit", "filter", "side", "screenshot", "model", "overlay"
+    # "quit", "filter", "side", "screenshot", "model", "scheme", "overlay"
+    actions: list[str] = field(default_factory=list)
     keys: list[KeyEvent] = field(default_factory=list)
 
 
@@ -103,8 +104,8 @@ def _keymap() -> dict[int, str]:
     import pygame
 
     return {pygame.K_f: "filter", pygame.K_SPACE: "filter", pygame.K_s: "side", pygame.K_p: "screenshot",
-            pygame.K_F12: "screenshot", pygame.K_m: "model", pygame.K_o: "overlay", pygame.K_TAB: "overlay",
-            pygame.K_ESCAPE: "quit", pygame.K_q: "quit"}
+            pygame.K_F12: "screenshot", pygame.K_m: "model", pygame.K_c: "scheme", pygame.K_o: "overlay",
+            pygame.K_TAB: "overlay", pygame.K_ESCAPE: "quit", pygame.K_q: "quit"}
 
 
 class Display:

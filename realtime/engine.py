@@ -138,6 +138,8 @@ KNOWN_PALETTES: dict[str, tuple[int, int, int, int]] = {
     "pocket": (0xC4CFA1, 0x8B956D, 0x4D533C, 0x1F1F1F),
 }
 _KNOWN_Q = [_palette_q(p) for p in KNOWN_PALETTES.values()]
+#: Midpoints between the DMG levels' L: ``searchsorted`` gives a mapped frame's shade (0 = black).
+_DMG_MIDS = ((color.DMG_LEVELS_L[:-1] + color.DMG_LEVELS_L[1:]) / 2).astype(np.float32)
 
 
 def _distinct_upto(values: np.ndarray, k: int) -> np.ndarray | None:
@@ -270,7 +272,8 @@ class Colorizer:
     """
 
     def __init__(self, model: str | os.PathLike[str] = "default", *, threads: int = 1, smoothing: float = 0.0,
-                 providers: Sequence[str] | None = None, palette: str = "auto") -> None:
+                 providers: Sequence[str] | None = None, palette: str = "auto", scheme: int | None = None,
+                 schemes: str | os.PathLike[str] | None = None) -> None:
         import weights  # the shipped-model folder; imported here so tests can monkeypatch it
 
         if not isinstance(threads, int) or threads < 1:
@@ -304,6 +307,11 @@ class Colorizer:
         self._learned: list[np.ndarray] = []
         self.active_palette: np.ndarray | None = None
         self.timings: dict[str, float] = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0, "total": 0.0}
+        self.schemes_path = schemes
+        self._schemes: dict[str, Any] | None = None
+        self._scheme_ab: np.ndarray | None = None
+        self._scheme: int | None = None
+        self.scheme = scheme
         self.reset()
         self._probe()
 
@@ -378,6 +386,57 @@ class Colorizer:
         if not 0.0 <= v < 1.0:
             raise UserError(f"smoothing must be in [0, 1), got {value!r}")
         self._smoothing = v
+
+    # ------------------------------------------------------------------ colour schemes
+    @property
+    def schemes(self) -> dict[str, Any]:
+        """The schemes document (``weights/schemes.json`` unless ``schemes=`` named another), loaded once."""
+        if self._schemes is None:
+            from dataset.schemes import load
+
+            if self.schemes_path is not None:
+                path = self.schemes_path
+            else:
+                import weights
+
+                path = weights.WEIGHTS_DIR / "schemes.json"
+            self._schemes = load(path)
+        return self._schemes
+
+    @property
+    def scheme_count(self) -> int:
+        """How many schemes there are to pick from."""
+        return len(self.schemes["schemes"])
+
+    @property
+    def scheme(self) -> int | None:
+        """The colour scheme painting monochrome frames (1-based), or None: the model paints them.
+
+        A scheme is a game's 4-colour palette (:mod:`dataset.schemes`), one colour per shade: for a
+        monochrome game the model never saw, a player's pick is closer to the game's own colours
+        than the model's guess (README).  Frames that are not monochrome always go to the model.
+        """
+        return self._scheme
+
+    @scheme.setter
+    def scheme(self, value: int | None) -> None:
+        if value is None:
+            self._scheme, self._scheme_ab = None, None
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise UserError(f"scheme must be a number, got {value!r}")
+        n = self.scheme_count
+        if not 1 <= int(value) <= n:
+            raise UserError(f"scheme must be 1..{n}, got {value}")
+        from dataset.schemes import scheme_ab
+
+        ab = scheme_ab(self.schemes)[int(value) - 1]                       # (4, 2), shade 0 = black
+        self._scheme_ab = np.ascontiguousarray(ab.T, dtype=np.float32)      # (2, 4): channels first, by shade
+        self._scheme = int(value)
+
+    def scheme_info(self) -> dict[str, Any] | None:
+        """The active scheme's entry of the schemes document (preview colours, source game), or None."""
+        return None if self._scheme is None else dict(self.schemes["schemes"][self._scheme - 1])
 
     def reset(self) -> None:
         """Forget the previous frame (smoothing) and learned palettes: call between unrelated clips."""
@@ -481,12 +540,17 @@ class Colorizer:
         np.multiply(l_nat, np.float32(1.0 / color.L_SCALE), out=self._in[0, 0])
         t1 = time.perf_counter()
 
-        # ---- inference
-        ab = self.session.run([self.output_name], self._feed)[0][0]
-        t2 = time.perf_counter()
+        # ---- inference (a scheme paints a monochrome frame by shade: no model to run)
+        if self._scheme_ab is not None and self.active_palette is not None:
+            shade = np.searchsorted(_DMG_MIDS, l_nat)
+            ab = np.take(self._scheme_ab, shade, axis=1)
+            t2 = time.perf_counter()
+        else:
+            ab = self.session.run([self.output_name], self._feed)[0][0]
+            t2 = time.perf_counter()
+            ab = ab * np.float32(color.AB_SCALE)
 
         # ---- postprocess
-        ab = ab * np.float32(color.AB_SCALE)
         if self._smoothing > 0.0 and self._prev_l is not None:
             prev = self._prev_ab
             still = np.abs(l_nat - self._prev_l) < 0.5

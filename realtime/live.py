@@ -44,7 +44,7 @@ from capture.window import (
     window_state,
 )
 from realtime.display import GB_FPS, KEY_HELP, SIDE_GAP, Display, Pacer, stage_stats
-from realtime.viewer import Viewer, engine_timings, make_colorizer, model_names
+from realtime.viewer import Viewer, engine_timings, make_colorizer, model_names, scheme_count, scheme_label
 from utils.errors import UserError
 from utils.fsio import atomic_write_json
 from utils.geometry import check_scale
@@ -69,6 +69,7 @@ class LiveOptions:
     seconds: float | None = None
     stats_json: Path | None = None
     smoothing: float = 0.0
+    scheme: int | None = None  # a colour scheme for monochrome games (1-based); None: the model
     threads: int = 1
     screenshot_dir: Path = field(default_factory=Path.cwd)
     fps: float = GB_FPS
@@ -104,23 +105,26 @@ class SameFrame:
     Game Boy games hold still a lot (menus, dialogue, pauses, title screens), and a repeated frame
     would be colorized to the same output again.  Comparing 160x144 RGB costs ~20 us against
     ~4 ms for the model, so on a still screen the filter leaves the cores to the emulator.  A new
-    model (``M``) never gets the old model's colours.
+    model (``M``) or colour scheme (``C``) never gets the old one's colours.
     """
 
     def __init__(self) -> None:
         self._frame: np.ndarray | None = None
         self._colour: np.ndarray | None = None
         self._owner: Any = None
+        self._scheme: int | None = None
         self.reused = 0
 
     def colorize(self, colorizer: Any, native: np.ndarray) -> np.ndarray:
-        if (self._colour is not None and self._owner is colorizer and self._frame is not None
-                and self._frame.shape == native.shape and np.array_equal(self._frame, native)):
+        scheme = getattr(colorizer, "scheme", None)
+        if (self._colour is not None and self._owner is colorizer and self._scheme == scheme
+                and self._frame is not None and self._frame.shape == native.shape
+                and np.array_equal(self._frame, native)):
             self.reused += 1
             return self._colour
         colour = colorizer.colorize(native)
         # No copy: each captured frame is a new array, and nothing writes to it after this.
-        self._frame, self._colour, self._owner = native, colour, colorizer
+        self._frame, self._colour, self._owner, self._scheme = native, colour, colorizer, scheme
         return colour
 
 
@@ -530,7 +534,7 @@ class LiveSession:
         idx, self.want_model = self.want_model, None  # the next M moves on even if this one fails
         try:
             self.colorizer = make_colorizer(self.view.models[idx], threads=self.opts.threads,
-                                            smoothing=self.opts.smoothing)
+                                            smoothing=self.opts.smoothing, scheme=self.view.scheme or None)
             print(f"live: model {self.view.models[idx]}", file=sys.stderr)
         except UserError as e:
             # A model file replaced by a broken one while we run: keep playing.
@@ -562,8 +566,10 @@ class LiveSession:
         msg = self.pick_source(self.screen)
         self.failed = False
         print(f"live: {msg}", file=sys.stderr)
-        self.colorizer = make_colorizer(self.view.model, threads=o.threads, smoothing=o.smoothing)
-        print(f"live: model {self.view.model}", file=sys.stderr)
+        self.colorizer = make_colorizer(self.view.model, threads=o.threads, smoothing=o.smoothing, scheme=o.scheme)
+        self.view.scheme, self.view.scheme_count = o.scheme or 0, scheme_count(self.colorizer)
+        print(f"live: model {self.view.model}; monochrome frames painted by {scheme_label(self.colorizer)}",
+              file=sys.stderr)
         print(f"live: {LIVE_HELP}", file=sys.stderr)
 
         assert self.rect is not None
@@ -603,6 +609,9 @@ class LiveSession:
                 relayout = relayout or "layout" in changed
                 if "model" in changed:
                     self.want_model = view.model_idx  # loaded by the inference thread
+                if "scheme" in changed:
+                    self.colorizer.scheme = view.scheme or None  # one attribute: safe across threads
+                    print(f"live: monochrome frames painted by {scheme_label(self.colorizer)}", file=sys.stderr)
                 if "screenshot" in ev.actions and shown is not None:
                     view.screenshot(shown, display.scale)
                 with self.lock:

@@ -300,12 +300,13 @@ def _is_video(path: Path) -> bool:
 
 def colorize_path(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
                   model: str | os.PathLike[str] = "default", side_by_side: bool = False, smoothing: float = 0.0,
-                  threads: int = 1, max_seconds: float | None = None,
+                  threads: int = 1, max_seconds: float | None = None, scheme: int | None = None,
                   log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Colorize an image, a folder of images (-> folder) or a video (-> video); returns a summary.
 
     ``smoothing`` and ``max_seconds`` (colorize only the first S seconds) apply to videos only;
-    images are independent.
+    images are independent.  ``scheme`` paints monochrome frames with that colour scheme
+    (:attr:`realtime.engine.Colorizer.scheme`) instead of the model.
     """
     say = log or (lambda _m: None)
     src, dst = Path(src), Path(dst)
@@ -319,7 +320,7 @@ def colorize_path(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
             raise UserError(f"{src}: no images in this folder ({', '.join(IMAGE_SUFFIXES)})")
         if dst.exists() and not dst.is_dir():
             raise UserError(f"{dst}: exists and is not a folder (a folder input writes a folder)")
-        col = Colorizer(model, threads=threads)
+        col = Colorizer(model, threads=threads, scheme=scheme)
         written, skipped = 0, []
         for f in progress(files, desc="colorizing", unit="image"):
             try:
@@ -337,7 +338,7 @@ def colorize_path(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
         return {"kind": "folder", "input": str(src), "output": str(dst), "images": written, "skipped": skipped,
                 "model": col.name}
     if _is_video(src):
-        col = Colorizer(model, threads=threads, smoothing=smoothing)
+        col = Colorizer(model, threads=threads, smoothing=smoothing, scheme=scheme)
         return {**colorize_video(src, dst, col, side_by_side=side_by_side, max_seconds=max_seconds, log=say),
                 "model": col.name}
     try:
@@ -349,9 +350,10 @@ def colorize_path(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
     elif dst.suffix.lower() not in IMAGE_SUFFIXES:
         raise UserError(f"image output must end in one of {', '.join(IMAGE_SUFFIXES)}, got {dst.name!r}")
     rect, how = locate_screen([rgb])
-    col = Colorizer(model, threads=threads)
+    col = Colorizer(model, threads=threads, scheme=scheme)
     write_image(dst, _FrameJob(col, rect, side_by_side)(rgb))
-    say(f"{src} -> {dst} ({rgb.shape[1]}x{rgb.shape[0]}, screen {rect[2]}x{rect[3]} [{how}], model {col.name})")
+    say(f"{src} -> {dst} ({rgb.shape[1]}x{rgb.shape[0]}, screen {rect[2]}x{rect[3]} [{how}], model {col.name}"
+        + (f", scheme {scheme}" if scheme else "") + ")")
     return {"kind": "image", "input": str(src), "output": str(dst), "screen": list(rect), "model": col.name}
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from capture.rom import validate_rom
 from realtime.display import GB_FPS, KEY_HELP, Display, Pacer, can_open_window, side_by_side, stage_stats
-from realtime.viewer import Viewer, engine_timings, make_colorizer, model_names
+from realtime.viewer import Viewer, engine_timings, make_colorizer, model_names, scheme_count, scheme_label
 from utils.errors import UserError
 from utils.fsio import atomic_path, atomic_write_json
 from utils.geometry import check_scale
@@ -46,6 +46,7 @@ class PlayOptions:
     last_png: Path | None = None
     stats_json: Path | None = None
     smoothing: float = 0.0
+    scheme: int | None = None  # a colour scheme (1-based) instead of the model; None: the model
     threads: int = 1
     skip_frames: int = 0  # emulate this many frames first, unseen (the demo skips the boot animation)
 
@@ -95,7 +96,8 @@ def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
         raise UserError("no display: DISPLAY is not set; use --headless --frames N --record OUT.mp4 "
                         "(or run under Xvfb)")
     view = Viewer("play", model_names(opts.model), side=opts.side_by_side)
-    colorizer = make_colorizer(view.model, threads=opts.threads, smoothing=opts.smoothing)
+    colorizer = make_colorizer(view.model, threads=opts.threads, smoothing=opts.smoothing, scheme=opts.scheme)
+    view.scheme, view.scheme_count = opts.scheme or 0, scheme_count(colorizer)
 
     import cv2
 
@@ -173,9 +175,13 @@ def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
                     if "quit" in changed:
                         break
                     if "model" in changed:
-                        colorizer = make_colorizer(view.model, threads=opts.threads, smoothing=opts.smoothing)
+                        colorizer = make_colorizer(view.model, threads=opts.threads, smoothing=opts.smoothing,
+                                                   scheme=view.scheme or None)
                         print(f"play: model {view.model}", file=sys.stderr)
-                    if changed & {"redraw", "model"}:
+                    if "scheme" in changed:
+                        colorizer.scheme = view.scheme or None  # the next frame gets it
+                        print(f"play: monochrome frames painted by {scheme_label(colorizer)}", file=sys.stderr)
+                    if changed & {"redraw", "model", "scheme"}:
                         shown = view.compose(grey, colour)
                     if "screenshot" in ev.actions:
                         view.screenshot(shown, display.scale)

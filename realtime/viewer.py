@@ -42,11 +42,28 @@ def model_names(first: str | None) -> list[str]:
     return names
 
 
-def make_colorizer(model: str, *, threads: int = 1, smoothing: float = 0.0) -> Any:
-    """A :class:`realtime.engine.Colorizer` for a model name or ONNX path."""
+def make_colorizer(model: str, *, threads: int = 1, smoothing: float = 0.0, scheme: int | None = None) -> Any:
+    """A :class:`realtime.engine.Colorizer` for a model name or ONNX path (``scheme``: see its docs)."""
     from realtime.engine import Colorizer
 
-    return Colorizer(model, threads=threads, smoothing=smoothing)
+    return Colorizer(model, threads=threads, smoothing=smoothing, scheme=scheme)
+
+
+def scheme_count(colorizer: Any) -> int:
+    """How many colour schemes ``C`` cycles through: 0 where no schemes file ships (C then does nothing)."""
+    try:
+        return int(colorizer.scheme_count)
+    except UserError:
+        return 0
+
+
+def scheme_label(colorizer: Any) -> str:
+    """What paints monochrome frames now, for messages: "the model" or "scheme 3 of 15 (#.. from GAME)"."""
+    info = colorizer.scheme_info() if colorizer.scheme else None
+    if info is None:
+        return "the model"
+    return (f"scheme {colorizer.scheme} of {colorizer.scheme_count} ({' '.join(info['preview'])}, "
+            f"the palette of {info['game']})")
 
 
 def engine_timings(colorizer: Any) -> dict[str, float] | None:
@@ -57,7 +74,7 @@ def engine_timings(colorizer: Any) -> dict[str, float] | None:
 
 @dataclass
 class Viewer:
-    """Filter on/off, side-by-side, overlay, the model cycle and screenshots of one window."""
+    """Filter on/off, side-by-side, overlay, the model and colour-scheme cycles and screenshots of one window."""
 
     command: str  # "live", "play": names screenshots and prefixes messages
     models: list[str]
@@ -67,15 +84,18 @@ class Viewer:
     overlay: bool = False
     model_idx: int = 0
     shots: int = 0
+    scheme: int = 0  # 0: the model paints monochrome frames; 1..scheme_count: that colour scheme
+    scheme_count: int = 0
 
     @property
     def model(self) -> str:
         return self.models[self.model_idx]
 
     def handle(self, actions: Sequence[str]) -> set[str]:
-        """Apply the window's actions; returns what changed: "redraw", "layout", "model", "quit".
+        """Apply the window's actions; returns what changed: "redraw", "layout", "model", "scheme", "quit".
 
-        "model" means :attr:`model_idx` moved on and the caller must load :attr:`model`
+        "model" means :attr:`model_idx` moved on and the caller must load :attr:`model`; "scheme"
+        means :attr:`scheme` moved on (the model, then each scheme in turn) and the caller must set it
         ("screenshot" is not handled here: it needs the frame on screen, see :meth:`screenshot`).
         """
         changed: set[str] = set()
@@ -94,6 +114,9 @@ class Viewer:
             elif a == "model" and len(self.models) > 1:
                 self.model_idx = (self.model_idx + 1) % len(self.models)
                 changed.add("model")
+            elif a == "scheme" and self.scheme_count > 0:
+                self.scheme = (self.scheme + 1) % (self.scheme_count + 1)
+                changed.add("scheme")
         return changed
 
     def compose(self, grey: np.ndarray, colour: np.ndarray) -> np.ndarray:
@@ -119,7 +142,8 @@ class Viewer:
     def overlay_lines(self, fps: float, latency_ms: float | None, colorize_ms: float | None,
                       extra: str = "") -> list[str]:
         """The O overlay: fps, model, filter state, timings."""
-        lines = [f"{fps:5.1f} fps  model {self.model}  filter {'on' if self.filter_on else 'off'}"]
+        colours = f"scheme {self.scheme}/{self.scheme_count}" if self.scheme else "model"
+        lines = [f"{fps:5.1f} fps  model {self.model}  colours {colours}  filter {'on' if self.filter_on else 'off'}"]
         parts = []
         if latency_ms is not None:
             parts.append(f"latency {latency_ms:.1f} ms")

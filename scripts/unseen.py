@@ -194,7 +194,8 @@ def init_from_onnx(out: Path, onnx_path: Path) -> Path:
                                           "source": f"{onnx_path.name} (chroma factor dropped)"})
 
 
-def evaluate_models(split_dir: Path, models_: list[str], which: str, out: Path, limit: int | None) -> dict:
+def evaluate_models(split_dir: Path, models_: list[str], which: str, out: Path, limit: int | None,
+                    schemes: Path | None = None) -> dict:
     """Each model on the ``which`` games' real monochrome twins; the by-game report of each."""
     from models.evaluate import evaluate, format_by_game
 
@@ -203,7 +204,7 @@ def evaluate_models(split_dir: Path, models_: list[str], which: str, out: Path, 
     reports = {}
     for m in models_:
         rep = evaluate(m, games, input_mode="dmg", baseline_train=train[:40], limit_per_game=limit,
-                       show_progress=False)
+                       show_progress=False, schemes=schemes)
         reports[m] = rep
         print(f"== {m} on {len(games)} {which} games (real monochrome input)")
         print(format_by_game(rep))
@@ -388,6 +389,8 @@ def main() -> int:
     sp.add_argument("--games", choices=["test", "val"], default="test")
     sp.add_argument("--limit-per-game", type=int, default=None)
     sp.add_argument("--json", type=Path, required=True)
+    sp.add_argument("--schemes", type=Path, default=ROOT / "weights" / "schemes.json",
+                    help="colour schemes scored beside the boot ROM's palettes (best per game, with hindsight)")
     sp = sub.add_parser("ship", help="the monochrome net into weights/default*.onnx, card re-measured")
     sp.add_argument("split", type=Path)
     sp.add_argument("--monochrome", type=Path, required=True, help="the exported monochrome net (.onnx)")
@@ -421,7 +424,8 @@ def main() -> int:
         elif a.cmd == "init":
             print(init_from_onnx(a.out, a.onnx) if a.onnx else init_checkpoint(a.out, a.router))
         elif a.cmd == "eval":
-            evaluate_models(a.split, a.models, a.games, a.json, a.limit_per_game)
+            evaluate_models(a.split, a.models, a.games, a.json, a.limit_per_game,
+                            a.schemes if a.schemes.is_file() else None)
         elif a.cmd == "ship-unseen":
             ship_unseen(a.split, a.onnx, a.recipe, a.unseen_json, a.weights, a.shared_split, a.index, a.bench_json)
         else:

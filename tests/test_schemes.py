@@ -1,0 +1,232 @@
+"""Colour schemes: learned from games' palettes, picked greedily, painted by the engine, scored by evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import retrocolor
+from dataset.color import DMG_LEVELS_L, lab_to_rgb, rgb_to_lab
+from dataset.schemes import GREY_CHROMA, build, game_palette, load, pick, ratio_to_grey, scheme_ab
+from realtime.viewer import Viewer
+from tests.helpers import dmg_index, tiny_lightness_onnx
+from utils.errors import UserError
+from utils.images import read_rgb, write_png
+
+GREYS = np.array([0, 85, 170, 255], np.uint8)  # shade 0 (black) .. 3 (white)
+# Each game's colours per shade, black first.  The "Color version" of a fixture game paints the
+# monochrome twin's shades with these, so its palette is known exactly.
+RED = np.array([[20, 0, 0], [150, 30, 30], [230, 120, 100], [255, 240, 230]], np.uint8)
+BLUE = np.array([[0, 0, 30], [30, 40, 160], [110, 150, 240], [235, 240, 255]], np.uint8)
+GREEN = np.array([[0, 20, 0], [40, 120, 30], [140, 220, 100], [240, 255, 230]], np.uint8)
+GREY = np.stack([GREYS] * 3, axis=1)
+
+
+def _write_game(root: Path, name: str, palette: np.ndarray, n: int = 6, seed: int = 0) -> None:
+    for i in range(n):
+        shade = 3 - dmg_index(seed + i)              # dmg_index is 0 = lightest; here 0 = black
+        write_png(root / name / f"f{i:04d}.png", palette[shade])
+        write_png(root / name / "dmg" / f"f{i:04d}.png", GREYS[shade])
+
+
+def _ab(palette: np.ndarray) -> np.ndarray:
+    return rgb_to_lab(palette)[:, 1:]
+
+
+@pytest.fixture
+def games(tmp_path: Path) -> Path:
+    root = tmp_path / "games"
+    for j in range(3):
+        _write_game(root, f"red-{j}", RED, seed=j)
+    for j in range(2):
+        _write_game(root, f"blue-{j}", BLUE, seed=10 + j)
+    _write_game(root, "grey-0", GREY, seed=20)
+    return root
+
+
+def test_game_palette_is_the_mean_colour_per_shade() -> None:
+    frames = [RED[3 - dmg_index(s)] for s in range(3)]
+    twins = [GREYS[3 - dmg_index(s)] for s in range(3)]
+    g = game_palette(frames, twins)
+    assert np.allclose(g["ab"], _ab(RED), atol=1e-3)
+    assert np.isclose(g["share"].sum(), 1.0) and np.all(g["share"] > 0)
+    assert np.allclose(g["var"], 0.0, atol=1e-3)  # one colour per shade: no spread
+    # without twins the 4-shade look of the colour frame gives the same shades here
+    assert np.allclose(game_palette(frames, [None] * 3)["ab"], _ab(RED), atol=1e-3)
+
+
+def test_ratio_to_grey_prices_a_palette_without_the_frames() -> None:
+    frames = [RED[3 - dmg_index(s)] for s in range(2)]
+    twins = [GREYS[3 - dmg_index(s)] for s in range(2)]
+    g = game_palette(frames, twins)
+    r = ratio_to_grey(g, np.stack([_ab(RED), np.zeros((4, 2)), _ab(BLUE)]))
+    assert r[0] == pytest.approx(0.0, abs=1e-6) and r[1] == pytest.approx(1.0) and r[2] > 1.0
+    # the same figure as painting the frames: mse of the palette over grey's
+    shade = np.concatenate([t.ravel() for t in twins]) // 85
+    truth = np.concatenate([rgb_to_lab(f)[..., 1:].reshape(-1, 2) for f in frames])
+    want = ((_ab(BLUE)[shade] - truth) ** 2).mean() / (truth ** 2).mean()
+    assert r[2] == pytest.approx(want, rel=1e-4)
+    grey = game_palette([GREY[3 - dmg_index(0)]], [None])
+    assert np.isinf(ratio_to_grey(grey, np.stack([_ab(RED)]))).all()  # nothing beats grey on a grey game
+
+
+def test_pick_covers_the_most_games_first_and_never_picks_grey() -> None:
+    def pal(p: np.ndarray) -> dict[str, np.ndarray]:
+        return {"ab": _ab(p).astype(np.float64), "share": np.full(4, 0.25), "var": np.zeros(4)}
+
+    games = [pal(RED)] * 3 + [pal(BLUE)] * 2 + [pal(GREY)]
+    chosen, best = pick(games, 2)
+    assert chosen == [0, 3]                     # red (3 games) before blue (2); grey is no candidate
+    assert np.allclose(best, 0.0, atol=1e-6)   # every colourful game has its own palette now
+    assert len(best) == 5                       # the grey game has no ratio and is left out
+    chosen, _ = pick(games, 10)
+    assert chosen == [0, 3]                     # a third red or blue would bring no game closer: it stops
+    assert np.sqrt((_ab(GREY) ** 2).sum(1)).max() < GREY_CHROMA
+    with pytest.raises(UserError, match="grey"):
+        pick([pal(GREY)] * 2, 3)
+
+
+def test_build_the_cli_and_load(games: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = build([games], k=3, show_progress=False)
+    assert doc["training_games"] == 6
+    ab = scheme_ab(doc)
+    assert ab.shape == (2, 4, 2)                # red and blue: grey gives no scheme
+    assert np.allclose(ab[0], _ab(RED), atol=0.01) and np.allclose(ab[1], _ab(BLUE), atol=0.01)
+    assert [s["games"] for s in doc["schemes"]] == [3, 2]
+    assert doc["schemes"][0]["preview"][0].startswith("#")
+
+    out = tmp_path / "schemes.json"
+    assert retrocolor.main(["dataset", "schemes", str(games), "-o", str(out), "-k", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "scheme  1:" in printed and "2 schemes from 6 games" in printed
+    assert np.allclose(scheme_ab(load(out)), ab, atol=1e-3)
+    assert retrocolor.main(["dataset", "schemes", str(games), "-o", str(out), "-k", "0"]) == 2
+    assert "-k must be at least 1" in capsys.readouterr().err
+
+    bad = tmp_path / "bad.json"
+    for text, why in (("{", "not a schemes file"), ("{}", "no 'schemes' list"),
+                      (json.dumps({"schemes": [{"ab": [[1, 2]]}]}), "scheme 1 has no valid 'ab'")):
+        bad.write_text(text)
+        with pytest.raises(UserError, match=why):
+            load(bad)
+    with pytest.raises(UserError, match="not found"):
+        load(tmp_path / "missing.json")
+
+
+@pytest.fixture
+def schemes_file(tmp_path: Path) -> Path:
+    path = tmp_path / "schemes.json"
+    path.write_text(json.dumps({"schemes": [{"id": 1, "ab": _ab(RED).tolist(), "game": "red", "preview": []},
+                                            {"id": 2, "ab": _ab(BLUE).tolist(), "game": "blue", "preview": []}]}))
+    return path
+
+
+def _expected(shade: np.ndarray, palette_ab: np.ndarray) -> np.ndarray:
+    """What the engine shows: the input's own L (the DMG level) with the scheme's a/b of its shade."""
+    lab = np.concatenate([np.asarray(DMG_LEVELS_L)[shade][..., None], palette_ab[shade]], axis=-1)
+    return lab_to_rgb(lab)
+
+
+def test_engine_paints_monochrome_frames_with_the_scheme(tmp_path: Path, schemes_file: Path) -> None:
+    from realtime.engine import Colorizer
+
+    model = tiny_lightness_onnx(tmp_path / "m.onnx")
+    shade = 3 - dmg_index(0)
+    grey = GREYS[shade]
+    col = Colorizer(model, schemes=schemes_file)
+    by_model = col.colorize(grey)
+    col.scheme = 2
+    assert col.scheme_count == 2 and col.scheme_info()["game"] == "blue"
+    got = col.colorize(np.repeat(np.repeat(grey, 3, 0), 3, 1))  # an emulator window at 3x
+    assert np.abs(got[::3, ::3].astype(int) - _expected(shade, _ab(BLUE))).max() <= 1
+    assert not np.array_equal(got[::3, ::3], by_model)
+    # a green-tinted emulator palette is still the same 4 shades
+    greenish = np.array([[15, 56, 15], [48, 98, 48], [139, 172, 15], [155, 188, 15]], np.uint8)[shade]
+    assert np.abs(col.colorize(greenish).astype(int) - _expected(shade, _ab(BLUE))).max() <= 1
+    # frames that are not monochrome go to the model whatever the scheme
+    rgb = np.random.default_rng(0).integers(0, 256, (144, 160, 3), dtype=np.uint8)
+    col.scheme = None
+    want = col.colorize(rgb)
+    col.scheme = 1
+    assert np.array_equal(col.colorize(rgb), want)
+    col.scheme = None
+    assert np.array_equal(col.colorize(grey), by_model)
+    for bad in (0, 3, "1", True):
+        with pytest.raises(UserError, match="scheme must"):
+            col.scheme = bad
+    with pytest.raises(UserError, match="schemes file not found"):
+        Colorizer(model, scheme=1, schemes=tmp_path / "none.json")
+
+
+def test_the_shipped_schemes_load_and_paint() -> None:
+    from realtime.engine import Colorizer
+
+    col = Colorizer("default", scheme=1)
+    assert col.scheme_count >= 8
+    ab = scheme_ab(col.schemes)
+    assert np.sqrt((ab ** 2).sum(-1)).max(1).min() >= GREY_CHROMA  # no grey scheme
+    shade = 3 - dmg_index(1)
+    assert np.abs(col.colorize(GREYS[shade]).astype(int) - _expected(shade, ab[0])).max() <= 1
+
+
+def test_viewer_cycles_the_model_then_each_scheme() -> None:
+    v = Viewer("live", ["default"], scheme_count=3)
+    seen = []
+    for _ in range(5):
+        assert v.handle(["scheme"]) == {"scheme"}
+        seen.append(v.scheme)
+    assert seen == [1, 2, 3, 0, 1]
+    assert "colours scheme 1/3" in v.overlay_lines(59.7, None, None)[0]
+    assert Viewer("live", ["default"]).handle(["scheme"]) == set()  # no schemes shipped: C does nothing
+
+
+def test_a_still_frame_gets_the_new_scheme(tmp_path: Path, schemes_file: Path) -> None:
+    from realtime.engine import Colorizer
+    from realtime.live import SameFrame
+
+    col = Colorizer(tiny_lightness_onnx(tmp_path / "m.onnx"), schemes=schemes_file)
+    same = SameFrame()
+    frame = np.repeat(GREYS[3 - dmg_index(2)][..., None], 3, axis=-1)
+    a = same.colorize(col, frame)
+    assert same.colorize(col, frame) is a and same.reused == 1
+    col.scheme = 1
+    b = same.colorize(col, frame)
+    assert same.reused == 1 and not np.array_equal(a, b)
+
+
+def test_evaluate_scores_the_best_scheme_per_game(games: Path, tmp_path: Path, schemes_file: Path) -> None:
+    from models.evaluate import evaluate, format_by_game
+
+    model = tiny_lightness_onnx(tmp_path / "m.onnx")
+    rep = evaluate(model, [games], input_mode="dmg", show_progress=False, schemes=schemes_file)
+    for name, g in rep["per_game"].items():
+        best = g["baselines"]["scheme_best"]
+        if name.startswith("red"):
+            assert best["scheme"] == 1 and best["mse_ab"] < 1e-6   # its own palette: exact
+        elif name.startswith("blue"):
+            assert best["scheme"] == 2 and best["mse_ab"] < 1e-6
+    assert rep["by_game"]["scheme_best_median_ratio_to_gray"] < 1e-3
+    assert "colour schemes (mse/gray, median)" in format_by_game(rep)
+    # no schemes, or colour input: no such baseline
+    rep = evaluate(model, [games], input_mode="L", show_progress=False, schemes=schemes_file)
+    assert all("scheme_best" not in g["baselines"] for g in rep["per_game"].values())
+
+
+def test_colorize_with_a_scheme_and_its_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shade = 3 - dmg_index(3)
+    src = tmp_path / "mono.png"
+    write_png(src, np.repeat(GREYS[shade][..., None], 3, axis=-1))
+    out = tmp_path / "out.png"
+    assert retrocolor.main(["colorize", str(src), "-o", str(out), "--scheme", "2"]) == 0
+    assert "scheme 2" in capsys.readouterr().out
+    ab = scheme_ab(load(Path(retrocolor.__file__).parent / "weights" / "schemes.json"))[1]
+    assert np.abs(read_rgb(out).astype(int) - _expected(shade, ab)).max() <= 1
+    assert retrocolor.main(["colorize", str(src), "-o", str(tmp_path / "x.png"), "--scheme", "999"]) == 2
+    err = capsys.readouterr().err
+    assert "scheme must be 1.." in err and "Traceback" not in err
+    assert not (tmp_path / "x.png").exists()
+    with pytest.raises(SystemExit):
+        retrocolor.main(["colorize", str(src), "-o", str(out), "--scheme", "0"])
