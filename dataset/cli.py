@@ -97,7 +97,7 @@ def cmd_dataset_schemes(a: argparse.Namespace) -> int:
         raise UserError(f"-k must be at least 1, got {a.k}")
     if a.limit_per_game is not None and a.limit_per_game < 1:
         raise UserError(f"--limit-per-game must be at least 1, got {a.limit_per_game}")
-    doc = build(a.data, k=a.k, limit_per_game=a.limit_per_game)
+    doc = build(a.data, k=a.k, limit_per_game=a.limit_per_game, index=a.index)
     atomic_write_json(a.output, doc)
     for s in doc["schemes"]:
         n = s["games"]
@@ -228,6 +228,8 @@ def _add_schemes(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type
     sp.add_argument("-k", type=int, default=16, help="number of schemes (default 16)")
     sp.add_argument("--limit-per-game", type=int, default=40,
                     help="frames per game, spread over its play (default 40)")
+    sp.add_argument("--index", type=Path, default=None,
+                    help="ROM index TSV (slug, title, developer, licence): credits each scheme's game in the file")
 
 
 def add_dataset_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]

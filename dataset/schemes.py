@@ -165,9 +165,30 @@ def pick(games: list[dict[str, np.ndarray]], k: int, cap: float = 3.0) -> tuple[
     return [int(colourful[j]) for j in chosen], best
 
 
+def read_credits(index: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
+    """slug -> title, developer and licence field of a ROM index (``../shared/roms/index.tsv``)."""
+    p = Path(index)
+    if not p.is_file():
+        raise UserError(f"index not found: {p}")
+    rows: dict[str, dict[str, str]] = {}
+    with open(p, encoding="utf-8") as f:
+        head = f.readline().rstrip("\n").split("\t")
+        if "slug" not in head:
+            raise UserError(f"{p}: needs a 'slug' column")
+        for line in f:
+            rec = dict(zip(head, line.rstrip("\n").split("\t"), strict=False))
+            rows[rec["slug"]] = {k: rec.get(k, "") for k in ("title", "developer", "licence")}
+    return rows
+
+
 def build(paths: Sequence[str | os.PathLike[str]], k: int = DEFAULT_K, limit_per_game: int | None = 40,
-          show_progress: bool = True) -> dict[str, Any]:
-    """``k`` schemes from the games under ``paths`` (see the module docstring); the document."""
+          show_progress: bool = True, index: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """``k`` schemes from the games under ``paths`` (see the module docstring); the document.
+
+    A scheme is one game's palette, so it names the game; ``index`` (a ROM index TSV) adds its
+    title, developer and licence field, to credit it wherever the schemes are published.
+    """
+    credits = read_credits(index) if index is not None else {}
     names, games = read_game_palettes(paths, limit_per_game, show_progress)
     chosen, best = pick(games, k)
     pals = np.stack([games[i]["ab"] for i in chosen])
@@ -175,7 +196,8 @@ def build(paths: Sequence[str | os.PathLike[str]], k: int = DEFAULT_K, limit_per
     ratios = np.stack([ratio_to_grey(g, pals) for g in games])
     fits = ratios[np.isfinite(ratios).all(1)].argmin(1)
     schemes = [{"id": j + 1, "ab": np.round(pals[j], 3).tolist(), "preview": preview_rgb(pals[j]),
-                "game": names[i], "games": int((fits == j).sum())} for j, i in enumerate(chosen)]
+                "game": names[i], **credits.get(names[i], {}), "games": int((fits == j).sum())}
+               for j, i in enumerate(chosen)]
     return {"version": VERSION, "what": "4-colour schemes (a/b per shade, shade 0 = black): the palettes of "
             "training games picked greedily so that every game has one close to its own (grey ones left out)",
             "k": int(k), "limit_per_game": limit_per_game, "training_games": len(names),

@@ -107,6 +107,40 @@ def test_live_beside_mgba_finds_the_screen_and_colours_it(setting, tmp_path):
     assert len(np.unique(grey.reshape(-1, 3), axis=0)) <= 4
 
 
+def test_live_paints_with_a_colour_scheme_and_c_moves_to_the_next(setting, tmp_path):
+    """--scheme N paints the monochrome game with that scheme's 4 colours; C moves on to N+1."""
+    from dataset.color import DMG_LEVELS_L, lab_to_rgb
+    from dataset.schemes import load, scheme_ab
+    from utils.images import read_rgb
+
+    env, _, _ = setting
+    ab = scheme_ab(load(ROOT / "weights" / "schemes.json"))
+    shots = tmp_path / "shots"
+    live = _live(env, "--seconds", "6", "--scheme", "2", "--screenshot-dir", str(shots))
+    try:
+        _our_window_id(env)
+        time.sleep(2.0)
+        _key(env, "p")
+        time.sleep(0.3)
+        _key(env, "c")
+        time.sleep(0.5)
+        _key(env, "p")
+        out, err = live.communicate(timeout=40)
+    finally:
+        if live.poll() is None:
+            live.kill()
+    assert live.returncode == 0, err
+    assert "painted by scheme 2 of" in err and "painted by scheme 3 of" in err, err
+    pngs = sorted(shots.glob("retrocolor-live-*.png"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    assert len(pngs) == 2, err
+    for png, k in zip(pngs, (2, 3), strict=True):
+        want = lab_to_rgb(np.concatenate([np.asarray(DMG_LEVELS_L)[:, None], ab[k - 1]], axis=1)).astype(np.int16)
+        got = np.unique(read_rgb(png).reshape(-1, 3), axis=0).astype(np.int16)
+        # every colour on screen is one of the scheme's four (to a code value of rounding)
+        assert np.abs(got[:, None] - want[None]).max(-1).min(1).max() <= 1, (k, got, want)
+        assert len(got) >= 2
+
+
 def test_live_ends_cleanly_when_mgba_closes(setting, tmp_path):
     env, emu, _ = setting
     live = _live(env, "--seconds", "30")
@@ -121,3 +155,4 @@ def test_live_ends_cleanly_when_mgba_closes(setting, tmp_path):
             live.kill()
     assert live.returncode == 0, err
     assert "closed; stopping" in err
+
