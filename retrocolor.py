@@ -58,6 +58,9 @@ def cmd_live(a: argparse.Namespace) -> int:
     print(f"live: {stats['frames']} frames shown in {stats['seconds']:.1f} s ({stats['fps']} fps; captured "
           f"{stats['frames_captured']}{reused}); colorize p50 {new['p50_ms']} ms on the {new['n']} new frames; "
           f"capture-to-display p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms")
+    if stats.get("scheme") and stats["scheme"] != a.scheme:
+        print(f"live: you ended on colour scheme {stats['scheme']}; to start with it next time: "
+              f"retrocolor live --scheme {stats['scheme']}")
     if a.stats_json:
         print(f"stats: {a.stats_json}")
     return 0
@@ -70,6 +73,9 @@ def cmd_play(a: argparse.Namespace) -> int:
                                   record=a.record, scale=a.scale, side_by_side=a.side_by_side,
                                   stats_json=a.stats_json, smoothing=a.smoothing, scheme=a.scheme))
     print(res.summary())
+    if res.stats.get("scheme") and res.stats["scheme"] != a.scheme:
+        print(f"play: you ended on colour scheme {res.stats['scheme']}; to start with it next time: "
+              f"retrocolor play {a.rom} --scheme {res.stats['scheme']}")
     return 0
 
 

@@ -710,6 +710,7 @@ class LiveSession:
             "screen_found_after_s": None if self.finder.found_after is None else round(self.finder.found_after, 3),
             "process_cpu_s": round(time.process_time() - self.cpu_start, 3),
             "model": self.view.model,
+            "scheme": self.view.scheme or None,  # the colour scheme on screen at the end (None: the model)
             "seconds": round(elapsed, 3),
             "target_fps": round(self.opts.fps, 4),
             "fps": round(self.n_shown / elapsed, 2) if elapsed > 0 else None,

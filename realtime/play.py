@@ -65,7 +65,8 @@ class PlayResult:
     def summary(self) -> str:
         s = self.stats
         line = (f"play: {self.frames} frames in {self.seconds:.2f} s ({s.get('fps', 0):.1f} fps, "
-                f"target {GB_FPS:.2f}, pacing {'on' if s.get('pacing') else 'off'}), model {self.model}; "
+                f"target {GB_FPS:.2f}, pacing {'on' if s.get('pacing') else 'off'}), model {self.model}"
+                f"{', colour scheme ' + str(s['scheme']) if s.get('scheme') else ''}; "
                 f"colorize p50 {s['stages']['colorize']['p50_ms']} ms")
         if self.video:
             line += f"\nvideo: {self.video}"
@@ -216,7 +217,7 @@ def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
         write_png(opts.last_png, np.repeat(np.repeat(sbs, opts.scale, 0), opts.scale, 1))
         png = opts.last_png
     stats = {
-        "rom": str(rom), "title": info.title, "model": view.model, "frames": frames,
+        "rom": str(rom), "title": info.title, "model": view.model, "scheme": view.scheme or None, "frames": frames,
         "seconds": round(elapsed, 3), "fps": round(frames / elapsed, 2) if elapsed > 0 else None,
         "target_fps": round(GB_FPS, 4), "pacing": pacer is not None, "headless": opts.headless,
         "mean_frame_interval_ms": round(float(np.mean(intervals)) * 1000, 3) if intervals else None,

@@ -236,3 +236,24 @@ def test_colorize_with_a_scheme_and_its_one_line_errors(tmp_path: Path, capsys: 
     assert not (tmp_path / "x.png").exists()
     with pytest.raises(SystemExit):
         retrocolor.main(["colorize", str(src), "-o", str(out), "--scheme", "0"])
+
+
+def test_play_with_a_scheme_paints_the_game_with_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from realtime.demo import write_demo_rom
+
+    rom = write_demo_rom(tmp_path / "demo.gb")
+    png, stats = tmp_path / "last.png", tmp_path / "stats.json"
+    model = tiny_lightness_onnx(tmp_path / "m.onnx")
+    assert retrocolor.main(["play", str(rom), "--model", str(model), "--headless", "--frames", "40", "--scale", "1",
+                            "--scheme", "3", "--stats-json", str(stats)]) == 0
+    assert "colour scheme 3" in capsys.readouterr().out
+    assert json.loads(stats.read_text())["scheme"] == 3
+    from realtime.play import PlayOptions, play
+
+    play(rom, PlayOptions(model=str(model), headless=True, frames=20, scale=1, last_png=png, scheme=3, skip_frames=200))
+    sbs = read_rgb(png)
+    grey, colour = sbs[:, :160], sbs[:, 162:]
+    shade = np.abs(grey[:, :, 0].astype(int)[..., None] - np.array([0, 85, 170, 255])).argmin(-1)
+    assert len(np.unique(shade)) >= 3  # a real scene
+    ab = scheme_ab(load(Path(retrocolor.__file__).parent / "weights" / "schemes.json"))[2]
+    assert np.abs(colour.astype(int) - _expected(shade, ab)).max() <= 1
