@@ -102,8 +102,8 @@ def kmeans(x: np.ndarray, k: int, seed: int = 0, restarts: int = 8, iters: int =
 def _game_descriptors(paths: Sequence[str | os.PathLike[str]], limit_per_game: int | None,
                       show_progress: bool) -> tuple[list[str], np.ndarray]:
     """Every game folder's mean frame descriptor (a folder linked twice is read once)."""
-    from dataset.loader import find_game_folders
-    from utils.images import list_images, read_gray, read_rgb
+    from dataset.loader import find_game_folders, frame_pairs
+    from utils.images import list_images
     from utils.progress import progress
 
     folders = find_game_folders(paths)
@@ -113,16 +113,7 @@ def _game_descriptors(paths: Sequence[str | os.PathLike[str]], limit_per_game: i
         key = g.frames.resolve()
         if key not in seen:
             files = list_images(g.frames)[:limit_per_game] if limit_per_game else list_images(g.frames)
-            descs = []
-            for f in files:
-                try:
-                    rgb = read_rgb(f)
-                    twin = read_gray(g.dmg / f.name) if g.dmg is not None and (g.dmg / f.name).is_file() else None
-                except UserError:
-                    continue
-                if twin is not None and twin.shape != rgb.shape[:2]:
-                    twin = None
-                descs.append(descriptor(frame_shades(rgb, twin))[0])
+            descs = [descriptor(frame_shades(rgb, twin))[0] for rgb, twin in frame_pairs(g, files)]
             if not descs:
                 continue
             seen[key] = np.mean(descs, axis=0)
@@ -186,15 +177,10 @@ def from_index(paths: Sequence[str | os.PathLike[str]], index: str | os.PathLike
 
 def load_genres(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A genres document (UserError if missing or malformed)."""
-    import json
+    from utils.fsio import read_json_doc
 
     p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"genres file not found: {p}") from None
-    except (OSError, ValueError) as e:
-        raise UserError(f"{p}: not a genres file ({e})") from None
+    doc = read_json_doc(p, "genres")
     if not isinstance(doc, dict) or not isinstance(doc.get("groups"), dict):
         raise UserError(f"{p}: not a genres file (no 'groups'); make one with retrocolor dataset genres")
     return doc

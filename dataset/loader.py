@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,28 @@ class GameFolder:
     frames: Path
     dmg: Path | None
 
+
+
+def frame_pairs(game: GameFolder, files: Sequence[Path]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """(colour frame, its monochrome twin or None) for each of ``files`` of ``game`` that reads.
+
+    For per-game statistics (genre descriptors, palettes) where an unreadable frame is just one
+    fewer sample; a twin of another size than its frame is no twin.
+    """
+    for f in files:
+        try:
+            rgb = read_rgb(f)
+            twin = read_gray(game.dmg / f.name) if game.dmg is not None and (game.dmg / f.name).is_file() else None
+        except UserError:
+            continue
+        yield rgb, (twin if twin is not None and twin.shape == rgb.shape[:2] else None)
+
+
+def spread(files: Sequence[Path], limit: int | None) -> list[Path]:
+    """At most ``limit`` of ``files`` spread evenly over them (frames sort in play order: not just the title)."""
+    if not limit or len(files) <= limit:
+        return list(files)
+    return [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
 
 @dataclass
 class FrameSet:

@@ -28,7 +28,6 @@ and numpy-only, like the rest of the stage: the player side (``realtime``) reads
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 from dataset.color import DMG_LEVELS_L, l_ab_to_rgb, rgb_to_lab
 from dataset.genres import frame_shades
 from utils.errors import UserError
+from utils.fsio import read_json_doc
 
 VERSION = 1
 #: As many as the boot ROM's button combinations and title table offer palettes (README: best of 16).
@@ -87,21 +87,14 @@ def ratio_to_grey(game: dict[str, np.ndarray], palettes: np.ndarray) -> np.ndarr
     return cost / grey if grey > 1e-9 else np.full(len(cost), np.inf)
 
 
-def _spread(files: list[Path], limit: int | None) -> list[Path]:
-    """``limit`` files spread over the whole list (frames sort in play order: not just the title)."""
-    if not limit or len(files) <= limit:
-        return files
-    return [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
-
-
 def read_game_palettes(paths: Sequence[str | os.PathLike[str]], limit_per_game: int | None = 40,
                        show_progress: bool = True) -> tuple[list[str], list[dict[str, np.ndarray]]]:
     """Game names and :func:`game_palette` of every game folder under ``paths``.
 
     A folder linked several times (an oversampled game) is read and counted once.
     """
-    from dataset.loader import find_game_folders
-    from utils.images import list_images, read_gray, read_rgb
+    from dataset.loader import find_game_folders, frame_pairs, spread
+    from utils.images import list_images
     from utils.progress import progress
 
     folders = find_game_folders(paths)
@@ -112,17 +105,10 @@ def read_game_palettes(paths: Sequence[str | os.PathLike[str]], limit_per_game: 
         if key in seen:
             continue
         seen.add(key)
-        rgbs, twins = [], []
-        for f in _spread(list_images(g.frames), limit_per_game):
-            try:
-                rgb = read_rgb(f)
-                twin = read_gray(g.dmg / f.name) if g.dmg is not None and (g.dmg / f.name).is_file() else None
-            except UserError:
-                continue
-            rgbs.append(rgb)
-            twins.append(twin if twin is not None and twin.shape == rgb.shape[:2] else None)
-        if not rgbs:
+        pairs = list(frame_pairs(g, spread(list_images(g.frames), limit_per_game)))
+        if not pairs:
             continue
+        rgbs, twins = [p[0] for p in pairs], [p[1] for p in pairs]
         names.append(g.name)
         games.append(game_palette(rgbs, twins))
     if not names:
@@ -208,12 +194,7 @@ def build(paths: Sequence[str | os.PathLike[str]], k: int = DEFAULT_K, limit_per
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A schemes document, checked (UserError if missing or malformed)."""
     p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"schemes file not found: {p}") from None
-    except (OSError, ValueError) as e:
-        raise UserError(f"{p}: not a schemes file ({' '.join(str(e).split())[:120]})") from None
+    doc = read_json_doc(p, "schemes")
     rows = doc.get("schemes") if isinstance(doc, dict) else None
     if not isinstance(rows, list) or not rows:
         raise UserError(f"{p}: not a schemes file (no 'schemes' list); make one with retrocolor dataset schemes")

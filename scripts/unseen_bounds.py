@@ -38,10 +38,10 @@ from utils.fsio import atomic_write_json  # noqa: E402
 def _held_out(folder: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]]:
     """A held-out game's twins: shades (N, H, W) 0 = black, true a/b (N, H, W, 2), and the frames."""
     from dataset.color import rgb_to_lab
-    from dataset.schemes import _spread
+    from dataset.loader import spread
     from utils.images import list_images, read_gray, read_rgb
 
-    twins = _spread(list_images(folder / "dmg"), limit) if (folder / "dmg").is_dir() else []
+    twins = spread(list_images(folder / "dmg"), limit) if (folder / "dmg").is_dir() else []
     shades, abs_, rgbs, greys = [], [], [], []
     for t in twins:
         rgb_path = folder / t.name

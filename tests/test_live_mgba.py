@@ -73,30 +73,34 @@ def _key(env: dict, key: str) -> None:
     subprocess.run(["xdotool", "key", "--window", _our_window_id(env), key], env=env, check=True)
 
 
+def _drive(env: dict, args: list[str], keys: list[tuple[float, str]], shots) -> tuple[str, list]:
+    """Run live with ``args`` and press ``keys`` ((wait before, key) pairs); its stderr and screenshots."""
+    live = _live(env, *args, "--screenshot-dir", str(shots))
+    try:
+        _our_window_id(env)
+        for wait, key in keys:
+            time.sleep(wait)
+            _key(env, key)
+        _, err = live.communicate(timeout=40)
+    finally:
+        if live.poll() is None:
+            live.kill()
+    assert live.returncode == 0, err
+    return err, sorted(shots.glob("retrocolor-live-*.png"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+
+
 def test_live_beside_mgba_finds_the_screen_and_colours_it(setting, tmp_path):
     from utils.images import read_rgb
 
     env, emu, win = setting
     assert (win.rect.width, win.rect.height) == (480, 432)
-    stats_path, shots = tmp_path / "stats.json", tmp_path / "shots"
-    live = _live(env, "--seconds", "6", "--stats-json", str(stats_path), "--screenshot-dir", str(shots))
-    try:
-        _our_window_id(env)
-        time.sleep(2.0)
-        _key(env, "p")  # colour
-        time.sleep(0.5)
-        _key(env, "f")  # filter off: the grey input
-        time.sleep(0.5)
-        _key(env, "p")
-        out, err = live.communicate(timeout=40)
-    finally:
-        if live.poll() is None:
-            live.kill()
-    assert live.returncode == 0, err
+    stats_path = tmp_path / "stats.json"
+    # a screenshot in colour, the filter off (F), a screenshot of the grey input
+    err, pngs = _drive(env, ["--seconds", "6", "--stats-json", str(stats_path)],
+                       [(2.0, "p"), (0.5, "f"), (0.5, "p")], tmp_path / "shots")
     stats = json.loads(stats_path.read_text())
     assert stats["screen_detection"].startswith("game screen 0,0,480,432 (scale 3)"), stats["screen_detection"]
     assert stats["screen_found_after_s"] is not None and stats["frames"] > 10, stats
-    pngs = sorted(shots.glob("retrocolor-live-*.png"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
     assert len(pngs) == 2, err
     colour, grey = (read_rgb(p).astype(np.int16) for p in pngs)
     assert colour.shape == grey.shape == (432, 480, 3)
@@ -115,23 +119,9 @@ def test_live_paints_with_a_colour_scheme_and_c_moves_to_the_next(setting, tmp_p
 
     env, _, _ = setting
     ab = scheme_ab(load(ROOT / "weights" / "schemes.json"))
-    shots = tmp_path / "shots"
-    live = _live(env, "--seconds", "6", "--scheme", "2", "--screenshot-dir", str(shots))
-    try:
-        _our_window_id(env)
-        time.sleep(2.0)
-        _key(env, "p")
-        time.sleep(0.3)
-        _key(env, "c")
-        time.sleep(0.5)
-        _key(env, "p")
-        out, err = live.communicate(timeout=40)
-    finally:
-        if live.poll() is None:
-            live.kill()
-    assert live.returncode == 0, err
+    err, pngs = _drive(env, ["--seconds", "6", "--scheme", "2"], [(2.0, "p"), (0.3, "c"), (0.5, "p")],
+                       tmp_path / "shots")
     assert "painted by scheme 2 of" in err and "painted by scheme 3 of" in err, err
-    pngs = sorted(shots.glob("retrocolor-live-*.png"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
     assert len(pngs) == 2, err
     for png, k in zip(pngs, (2, 3), strict=True):
         want = lab_to_rgb(np.concatenate([np.asarray(DMG_LEVELS_L)[:, None], ab[k - 1]], axis=1)).astype(np.int16)

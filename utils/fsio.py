@@ -75,6 +75,17 @@ def atomic_write_json(target: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def read_json_doc(path: str | os.PathLike[str], kind: str) -> Any:
+    """A JSON document the tool wrote (``kind``: "genres", "schemes", ...), or a one-line UserError."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{kind} file not found: {p}") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"{p}: not a {kind} file ({' '.join(str(e).split())[:120]})") from None
+
+
 def append_line_durable(path: str | os.PathLike[str], line: str) -> None:
     """Append one line and fsync it, so a manifest never loses an acknowledged record.
 
