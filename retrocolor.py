@@ -32,6 +32,11 @@ SCHEME_HELP = ("paint monochrome games with colour scheme N (4-colour palettes o
                "'retrocolor models' lists them) instead of the model; C cycles them in the window")
 
 
+def _scheme_or_all(text: str) -> int | str:
+    return "all" if text == "all" else positive_int(text)
+
+
+
 # --------------------------------------------------------------------------- step 1: data
 def cmd_download(a: argparse.Namespace) -> int:
     from capture.download import download
@@ -266,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
     sp.add_argument("--seconds", type=_positive_float, default=None,
                     help="video only: colorize just the first S seconds (default: all)")
-    sp.add_argument("--scheme", type=_scheme, default=None, metavar="N", help=SCHEME_HELP)
+    sp.add_argument("--scheme", type=_scheme_or_all, default=None, metavar="N|all",
+                    help=SCHEME_HELP + "; 'all' (one image): a contact sheet of the screen in every scheme")
 
     # bench
     sp = add("bench", cmd_bench, "measure per-stage latency (capture ... display) and sustained fps of each model")

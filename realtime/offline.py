@@ -37,7 +37,7 @@ from capture.screen import ScreenRect, detect_screen
 from realtime.engine import NATIVE_H, NATIVE_W, Colorizer
 from utils.errors import UserError
 from utils.fsio import atomic_path
-from utils.images import IMAGE_SUFFIXES, list_images, read_rgb, write_image
+from utils.images import IMAGE_SUFFIXES, label, list_images, read_rgb, write_image
 from utils.progress import progress
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
@@ -298,15 +298,60 @@ def _is_video(path: Path) -> bool:
         return bool(cap.isOpened() and cap.read()[0])
 
 
+def scheme_sheet(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
+                 model: str | os.PathLike[str] = "default", threads: int = 1, per_row: int = 6,
+                 log: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """One image's game screen as the model paints it and in every colour scheme, on one labelled sheet.
+
+    For a monochrome game the model never saw, which scheme suits it is the player's call (README,
+    "colour schemes"); a sheet shows them all at once, at 2x the native screen, numbered as
+    ``--scheme N`` and the C key count them.
+    """
+    say = log or (lambda _m: None)
+    src, dst = Path(src), Path(dst)
+    if src.is_dir() or _is_video(src):
+        raise UserError("--scheme all makes a contact sheet of one image: give an image, not a folder or a video")
+    if dst.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"image output must end in one of {', '.join(IMAGE_SUFFIXES)}, got {dst.name!r}")
+    try:
+        rgb = read_rgb(src)
+    except UserError:
+        raise UserError(f"{src}: not an image this tool can read") from None
+    rect, _ = locate_screen([rgb])
+    x, y, w, h = rect
+    screen = np.ascontiguousarray(rgb[y:y + h, x:x + w])
+    col = Colorizer(model, threads=threads)
+
+    def cell(img: np.ndarray, text: str) -> np.ndarray:
+        small = cv2.resize(img, (2 * NATIVE_W, 2 * NATIVE_H), interpolation=cv2.INTER_NEAREST)
+        return label(small, text)
+
+    cells = [cell(screen, src.name[:28]), cell(col.colorize(screen), f"model {col.name}")]
+    if col.active_palette is None:
+        raise UserError(f"{src}: the screen is not a monochrome (4-shade) game; schemes paint only those")
+    for k in range(1, col.scheme_count + 1):
+        col.scheme = k
+        info = col.scheme_info() or {}
+        cells.append(cell(col.colorize(screen), f"--scheme {k}  ({str(info.get('title') or info.get('game'))[:16]})"))
+    cells += [np.zeros_like(cells[0])] * (-len(cells) % per_row)
+    sheet = np.concatenate([np.concatenate(cells[i:i + per_row], axis=1) for i in range(0, len(cells), per_row)])
+    write_image(dst, sheet)
+    say(f"{src} -> {dst}: the screen as {col.name} paints it and in each of the {col.scheme_count} colour schemes; "
+        "pick one with --scheme N (or C in live/play)")
+    return {"kind": "scheme_sheet", "input": str(src), "output": str(dst), "schemes": col.scheme_count,
+            "model": col.name}
+
+
 def colorize_path(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
                   model: str | os.PathLike[str] = "default", side_by_side: bool = False, smoothing: float = 0.0,
-                  threads: int = 1, max_seconds: float | None = None, scheme: int | None = None,
+                  threads: int = 1, max_seconds: float | None = None, scheme: int | str | None = None,
                   log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Colorize an image, a folder of images (-> folder) or a video (-> video); returns a summary.
 
     ``smoothing`` and ``max_seconds`` (colorize only the first S seconds) apply to videos only;
     images are independent.  ``scheme`` paints monochrome frames with that colour scheme
-    (:attr:`realtime.engine.Colorizer.scheme`) instead of the model.
+    (:attr:`realtime.engine.Colorizer.scheme`) instead of the model; ``"all"`` (one image only)
+    writes a contact sheet of the screen in every scheme, to pick one by eye (:func:`scheme_sheet`).
     """
     say = log or (lambda _m: None)
     src, dst = Path(src), Path(dst)
@@ -314,6 +359,10 @@ def colorize_path(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
         raise UserError(f"input not found: {src}")
     if src.resolve() == dst.resolve():
         raise UserError("output must differ from the input")
+    if scheme == "all":
+        return scheme_sheet(src, dst, model=model, threads=threads, log=say)
+    if isinstance(scheme, str):
+        raise UserError(f"scheme must be a number or 'all', got {scheme!r}")
     if src.is_dir():
         files = list_images(src)
         if not files:

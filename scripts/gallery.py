@@ -12,20 +12,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dataset.color import lab_to_rgb, rgb_to_lab  # noqa: E402
 from realtime.engine import Colorizer  # noqa: E402
-from utils.images import list_images, read_gray, read_rgb, write_png  # noqa: E402
+from utils.images import label, list_images, read_gray, read_rgb, write_png  # noqa: E402
 
-
-def _label(img: np.ndarray, text: str) -> np.ndarray:
-    bar = np.full((14, img.shape[1], 3), 24, np.uint8)
-    cv2.putText(bar, text, (3, 10), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (235, 235, 235), 1, cv2.LINE_AA)
-    return np.concatenate([bar, img], 0)
+_label = label  # the README galleries' caption style (utils.images.label)
 
 
 def main() -> int:

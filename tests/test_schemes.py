@@ -257,3 +257,31 @@ def test_play_with_a_scheme_paints_the_game_with_it(tmp_path: Path, capsys: pyte
     assert len(np.unique(shade)) >= 3  # a real scene
     ab = scheme_ab(load(Path(retrocolor.__file__).parent / "weights" / "schemes.json"))[2]
     assert np.abs(colour.astype(int) - _expected(shade, ab)).max() <= 1
+
+
+def test_colorize_scheme_all_writes_a_contact_sheet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shade = 3 - dmg_index(4)
+    src = tmp_path / "shot.png"
+    write_png(src, np.repeat(np.repeat(np.repeat(GREYS[shade][..., None], 3, axis=-1), 3, 0), 3, 1))  # 3x window
+    out = tmp_path / "sheet.png"
+    assert retrocolor.main(["colorize", str(src), "-o", str(out), "--scheme", "all"]) == 0
+    assert "pick one with --scheme N" in capsys.readouterr().out
+    doc = load(Path(retrocolor.__file__).parent / "weights" / "schemes.json")
+    sheet = read_rgb(out)
+    cells = 2 + len(doc["schemes"])                     # input, model, every scheme; 6 to a row
+    cw, ch = 2 * 160, 2 * 144 + 14                       # 2x the screen under a caption bar
+    assert sheet.shape == (-(-cells // 6) * ch, 6 * cw, 3)
+    # the cell of scheme k (row-major after input and model) is the screen painted with scheme k
+    for k in (1, len(doc["schemes"])):
+        i = k + 1
+        cell = sheet[(i // 6) * ch + 14:(i // 6 + 1) * ch, (i % 6) * cw:(i % 6 + 1) * cw][::2, ::2]
+        assert np.abs(cell.astype(int) - _expected(shade, scheme_ab(doc)[k - 1])).max() <= 1
+    # one-line errors: not monochrome, a folder, a bad value; nothing written
+    rgb = tmp_path / "colour.png"
+    write_png(rgb, np.random.default_rng(0).integers(0, 256, (144, 160, 3), dtype=np.uint8))
+    for args, why in (([str(rgb)], "not a monochrome"), ([str(tmp_path)], "give an image, not a folder")):
+        assert retrocolor.main(["colorize", *args, "-o", str(tmp_path / "bad.png"), "--scheme", "all"]) == 2
+        assert why in capsys.readouterr().err
+    assert not (tmp_path / "bad.png").exists()
+    with pytest.raises(SystemExit):
+        retrocolor.main(["colorize", str(src), "-o", str(out), "--scheme", "some"])

@@ -215,6 +215,13 @@ def write_image(path: str | os.PathLike[str], rgb: np.ndarray, suffix: str | Non
         raise UserError(f"cannot write {path}: {e.strerror or e}", 3) from None
 
 
+def label(img: np.ndarray, text: str) -> np.ndarray:
+    """``img`` (H, W, 3) uint8 with a dark 14-pixel caption bar on top (galleries, contact sheets)."""
+    bar = np.full((14, img.shape[1], 3), 24, np.uint8)
+    cv2.putText(bar, text, (3, 10), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (235, 235, 235), 1, cv2.LINE_AA)
+    return np.concatenate([bar, img], 0)
+
+
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name (play order for our datasets)."""
     d = Path(folder)
