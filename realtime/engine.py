@@ -541,9 +541,10 @@ class Colorizer:
         t1 = time.perf_counter()
 
         # ---- inference (a scheme paints a monochrome frame by shade: no model to run)
-        if self._scheme_ab is not None and self.active_palette is not None:
+        scheme_ab = self._scheme_ab  # read once: live's window thread may set another scheme meanwhile
+        if scheme_ab is not None and self.active_palette is not None:
             shade = np.searchsorted(_DMG_MIDS, l_nat)
-            ab = np.take(self._scheme_ab, shade, axis=1)
+            ab = np.take(scheme_ab, shade, axis=1)
             t2 = time.perf_counter()
         else:
             ab = self.session.run([self.output_name], self._feed)[0][0]
