@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dataset import cli as dataset_cli
 from models import cli as models_cli
-from utils.cli import add_command, positive_float, positive_int, print_json, scale, screen_region
+from utils.cli import add_command, positive_float, print_json, scale, screen_region
 from utils.errors import UserError
 
 __version__ = "0.1.0"
@@ -27,13 +27,18 @@ __version__ = "0.1.0"
 # (one X,Y,W,H parser for --crop and --region).
 _region = screen_region
 _positive_float = positive_float
-_scheme = positive_int
+_scheme = int  # its range (1..the number shipped) is checked by the engine, in one place
 SCHEME_HELP = ("paint monochrome games with colour scheme N (4-colour palettes of homebrew Color games; "
                "'retrocolor models' lists them) instead of the model; C cycles them in the window")
 
 
 def _scheme_or_all(text: str) -> int | str:
-    return "all" if text == "all" else positive_int(text)
+    if text == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'all', got {text!r}") from None
 
 
 
@@ -172,7 +177,8 @@ def _print_schemes(path: Path) -> None:
         if swatch:
             cols = "".join(f"\x1b[48;2;{int(c[1:3], 16)};{int(c[3:5], 16)};{int(c[5:7], 16)}m   \x1b[0m"
                            for c in sc["preview"]) + " " + cols
-        print(f"    {sc['id']:2}: {cols}  (the palette of {sc['game']})")
+        credit = f"{sc['title']}, by {sc['developer']}" if sc.get("title") and sc.get("developer") else sc["game"]
+        print(f"    {sc['id']:2}: {cols}  (the palette of {credit})")
 
 
 # --------------------------------------------------------------------------- parser

@@ -101,7 +101,7 @@ def cmd_dataset_schemes(a: argparse.Namespace) -> int:
     atomic_write_json(a.output, doc)
     for s in doc["schemes"]:
         n = s["games"]
-        print(f"scheme {s['id']:2}: {' '.join(s['preview'])}  the palette of {s['game']} "
+        print(f"scheme {s['id']:2}: {' '.join(s['preview'])}  the palette of {s.get('title') or s['game']} "
               f"(the closest scheme for {n} game{'' if n == 1 else 's'})")
     print(f"{len(doc['schemes'])} schemes from {doc['training_games']} games -> {a.output}; each game's closest "
           f"scheme: median {doc['median_best_ratio_to_grey']:.2f} x grey's error")

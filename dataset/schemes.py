@@ -16,7 +16,8 @@ its colour frame).  The schemes are then picked from those palettes greedily, ea
 most lowers the training games' error when every game takes the best scheme so far -- the
 measure a player picking by eye stands for.  So every scheme is a palette some game chose (not a
 blend of several), the first is the best single guess, and each next one covers the games the
-earlier ones fit worst.  Grey palettes are not candidates: the filter's off switch shows grey.
+earlier ones fit worst.  Palettes that look grey are not candidates (:data:`MIN_RGB_SPREAD`):
+the filter's off switch shows grey.
 (Picked this way, 16 schemes came closer to held-out training games than the medoids or centres
 of 16 k-means groups: 5-fold medians 0.58 / 0.63 / 0.62 x grey's error.)
 
@@ -43,10 +44,18 @@ from utils.fsio import read_json_doc
 VERSION = 1
 #: As many as the boot ROM's button combinations and title table offer palettes (README: best of 16).
 DEFAULT_K = 16
-#: A palette with no shade further than this from a/b 0 (delta E in a/b, Lab units) is grey: never
-#: a scheme, since grey is what the filter's off switch shows.  10 is the metrics' "a colour a
-#: player would call the same" (``models.metrics.ACC_THRESHOLD``).
-GREY_CHROMA = 10.0
+#: A scheme must look coloured on screen: in one of its four colours, drawn at its shade's DMG
+#: lightness, the sRGB channels must differ by at least this much (of 255).  Greyish palettes
+#: (many games are mostly grey) are no choice to offer: grey is what the filter's off switch shows.
+#: (A first rule, chroma >= 10 in Lab a/b, let a scheme through that a newcomer saw as grey:
+#: #F6FFF4 #AAAB9B #545365, spread 16; black's a/b counted, though black shows no colour.)
+MIN_RGB_SPREAD = 40
+
+
+def rgb_spread(ab: np.ndarray) -> int:
+    """How coloured a palette (4, 2) looks: the largest sRGB channel spread of its colours (0 = grey)."""
+    rgb = l_ab_to_rgb(np.asarray(DMG_LEVELS_L, np.float32)[None], np.asarray(ab, np.float32)[None])[0]
+    return int((rgb.max(-1).astype(int) - rgb.min(-1)).max())
 
 
 def game_palette(rgb_frames: Sequence[np.ndarray], twins: Sequence[np.ndarray | None]) -> dict[str, np.ndarray]:
@@ -128,10 +137,10 @@ def pick(games: list[dict[str, np.ndarray]], k: int, cap: float = 3.0) -> tuple[
 
     Each step takes the candidate that most lowers the mean over games of the best ratio so far
     (capped at ``cap``, so one game no palette fits cannot steer the choice), and it stops early
-    when none lowers it.  Grey games count in no mean and grey palettes are no candidates.
+    when none lowers it.  Grey games count in no mean, and palettes that look grey are no candidates.
     """
     pals = np.stack([g["ab"] for g in games])
-    colourful = np.nonzero(np.sqrt((pals ** 2).sum(2)).max(1) >= GREY_CHROMA)[0]
+    colourful = np.nonzero([rgb_spread(p) >= MIN_RGB_SPREAD for p in pals])[0]
     if colourful.size == 0:
         raise UserError(f"all {len(games)} games' palettes are grey: no colour scheme to learn from them")
     r = np.stack([ratio_to_grey(g, pals[colourful]) for g in games])     # (games, candidates)
@@ -185,7 +194,7 @@ def build(paths: Sequence[str | os.PathLike[str]], k: int = DEFAULT_K, limit_per
                 "game": names[i], **credits.get(names[i], {}), "games": int((fits == j).sum())}
                for j, i in enumerate(chosen)]
     return {"version": VERSION, "what": "4-colour schemes (a/b per shade, shade 0 = black): the palettes of "
-            "training games picked greedily so that every game has one close to its own (grey ones left out)",
+            "training games picked greedily so that every game has one close to its own (greyish ones left out)",
             "k": int(k), "limit_per_game": limit_per_game, "training_games": len(names),
             "median_best_ratio_to_grey": float(np.median(best)),
             "schemes": schemes}

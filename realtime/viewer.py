@@ -63,7 +63,7 @@ def scheme_label(colorizer: Any) -> str:
     if info is None:
         return "the model"
     return (f"scheme {colorizer.scheme} of {colorizer.scheme_count} ({' '.join(info['preview'])}, "
-            f"the palette of {info['game']})")
+            f"the palette of {info.get('title') or info['game']})")
 
 
 def engine_timings(colorizer: Any) -> dict[str, float] | None:

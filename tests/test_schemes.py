@@ -10,7 +10,7 @@ import pytest
 
 import retrocolor
 from dataset.color import DMG_LEVELS_L, lab_to_rgb, rgb_to_lab
-from dataset.schemes import GREY_CHROMA, build, game_palette, load, pick, ratio_to_grey, scheme_ab
+from dataset.schemes import MIN_RGB_SPREAD, build, game_palette, load, pick, ratio_to_grey, rgb_spread, scheme_ab
 from realtime.viewer import Viewer
 from tests.helpers import dmg_index, tiny_lightness_onnx
 from utils.errors import UserError
@@ -84,7 +84,7 @@ def test_pick_covers_the_most_games_first_and_never_picks_grey() -> None:
     assert len(best) == 5                       # the grey game has no ratio and is left out
     chosen, _ = pick(games, 10)
     assert chosen == [0, 3]                     # a third red or blue would bring no game closer: it stops
-    assert np.sqrt((_ab(GREY) ** 2).sum(1)).max() < GREY_CHROMA
+    assert rgb_spread(_ab(GREY)) < MIN_RGB_SPREAD <= min(rgb_spread(_ab(RED)), rgb_spread(_ab(BLUE)))
     with pytest.raises(UserError, match="grey"):
         pick([pal(GREY)] * 2, 3)
 
@@ -173,7 +173,7 @@ def test_the_shipped_schemes_load_and_paint() -> None:
     col = Colorizer("default", scheme=1)
     assert col.scheme_count >= 8
     ab = scheme_ab(col.schemes)
-    assert np.sqrt((ab ** 2).sum(-1)).max(1).min() >= GREY_CHROMA  # no grey scheme
+    assert min(rgb_spread(p) for p in ab) >= MIN_RGB_SPREAD  # every scheme looks coloured
     shade = 3 - dmg_index(1)
     assert np.abs(col.colorize(GREYS[shade]).astype(int) - _expected(shade, ab[0])).max() <= 1
 
@@ -234,8 +234,8 @@ def test_colorize_with_a_scheme_and_its_one_line_errors(tmp_path: Path, capsys: 
     err = capsys.readouterr().err
     assert "scheme must be 1.." in err and "Traceback" not in err
     assert not (tmp_path / "x.png").exists()
-    with pytest.raises(SystemExit):
-        retrocolor.main(["colorize", str(src), "-o", str(out), "--scheme", "0"])
+    assert retrocolor.main(["colorize", str(src), "-o", str(tmp_path / "x.png"), "--scheme", "0"]) == 2
+    assert "scheme must be 1.." in capsys.readouterr().err      # one message for every number out of range
 
 
 def test_play_with_a_scheme_paints_the_game_with_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

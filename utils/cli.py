@@ -63,17 +63,6 @@ def positive_float(text: str) -> float:
     return v
 
 
-def positive_int(text: str) -> int:
-    """A whole number >= 1."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number from 1 up, got {text!r}")
-    return v
-
-
 def scale(text: str) -> int:
     """An integer pixel scale (:func:`utils.geometry.check_scale`): the type of every ``--*scale`` flag."""
     from utils.errors import UserError
