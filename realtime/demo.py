@@ -316,7 +316,7 @@ def run_demo(*, seconds: float = 20.0, model: str | None = None, record: Path | 
         rom = write_demo_rom(Path(tmp) / "retrocolor-demo.gb")
         frames = max(1, int(round(seconds * 59.7275)))
         opts = PlayOptions(model=model, headless=not windowed, frames=frames, record=record, scale=scale,
-                           side_by_side=True, title="retrocolor demo: grey | colour (F: filter, Esc: quit)",
+                           side_by_side=True, title="retrocolor demo: grey | colour (F: filter, C: colours, Esc: quit)",
                            last_png=png, seconds=None if not windowed else seconds, skip_frames=BOOT_FRAMES)
         res = play(rom, opts)
     return DemoResult(frames=res.frames, seconds=res.seconds, windowed=windowed, video=res.video, png=res.png,
