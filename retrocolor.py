@@ -33,13 +33,13 @@ SCHEME_HELP = ("paint monochrome games with colour scheme N (4-colour palettes o
 
 
 def _scheme_or_all(text: str) -> int | str:
+    """``colorize --scheme``: a scheme number (checked by the engine) or "all" (a contact sheet)."""
     if text == "all":
         return "all"
     try:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'all', got {text!r}") from None
-
 
 
 # --------------------------------------------------------------------------- step 1: data
@@ -168,10 +168,15 @@ def _print_schemes(path: Path) -> None:
         return
     from dataset.schemes import load
 
-    doc = load(path)
+    try:
+        doc = load(path)
+    except UserError as e:
+        print(f"colour schemes: unavailable ({e})")
+        return
     swatch = sys.stdout.isatty()
+    learned = f", learned from {doc['training_games']} games" if isinstance(doc.get("training_games"), int) else ""
     print(f"colour schemes for monochrome games (--scheme N, or C in live/play): {len(doc['schemes'])} palettes "
-          f"of homebrew Color games, learned from {doc['training_games']} games ({path})")
+          f"of homebrew Color games{learned} ({path})")
     for sc in doc["schemes"]:
         cols = " ".join(sc["preview"])
         if swatch:

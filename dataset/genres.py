@@ -142,20 +142,38 @@ def cluster_games(paths: Sequence[str | os.PathLike[str]], k: int, seed: int = 0
             "centroids": cent.tolist(), "groups": groups}
 
 
-def read_index(index: str | os.PathLike[str]) -> dict[str, list[str]]:
-    """slug -> genre tags of a ROM index (tab-separated, with ``slug`` and ``genre`` columns)."""
+def read_index_rows(index: str | os.PathLike[str], columns: Sequence[str]) -> dict[str, dict[str, str]]:
+    """slug -> ``columns`` of a ROM index (``../shared/roms/index.tsv``: tab-separated, a header row).
+
+    A ``developer`` written as a JSON object (the database does that for some games) gives its name.
+    """
+    import json
+
     p = Path(index)
     if not p.is_file():
         raise UserError(f"index not found: {p}")
-    tags: dict[str, list[str]] = {}
+    rows: dict[str, dict[str, str]] = {}
     with open(p, encoding="utf-8") as f:
         head = f.readline().rstrip("\n").split("\t")
-        if "slug" not in head or "genre" not in head:
-            raise UserError(f"{p}: needs 'slug' and 'genre' columns")
+        missing = [c for c in ("slug", *columns) if c not in head]
+        if missing:
+            raise UserError(f"{p}: needs the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
         for line in f:
             rec = dict(zip(head, line.rstrip("\n").split("\t"), strict=False))
-            tags[rec["slug"]] = [t.strip() for t in rec.get("genre", "").split(",") if t.strip()]
-    return tags
+            row = {c: rec.get(c, "") for c in columns}
+            if row.get("developer", "").startswith("{"):
+                try:
+                    row["developer"] = str(json.loads(row["developer"]).get("name", row["developer"]))
+                except (ValueError, AttributeError):
+                    pass
+            rows[rec["slug"]] = row
+    return rows
+
+
+def read_index(index: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """slug -> genre tags of a ROM index (tab-separated, with ``slug`` and ``genre`` columns)."""
+    return {slug: [t.strip() for t in row["genre"].split(",") if t.strip()]
+            for slug, row in read_index_rows(index, ["genre"]).items()}
 
 
 def from_index(paths: Sequence[str | os.PathLike[str]], index: str | os.PathLike[str]) -> dict[str, Any]:

@@ -36,7 +36,6 @@ class GameFolder:
     dmg: Path | None
 
 
-
 def frame_pairs(game: GameFolder, files: Sequence[Path]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """(colour frame, its monochrome twin or None) for each of ``files`` of ``game`` that reads.
 
@@ -57,6 +56,7 @@ def spread(files: Sequence[Path], limit: int | None) -> list[Path]:
     if not limit or len(files) <= limit:
         return list(files)
     return [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
+
 
 @dataclass
 class FrameSet:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from dataset.color import DMG_LEVELS_L, l_ab_to_rgb, rgb_to_lab
-from dataset.genres import frame_shades
+from dataset.genres import frame_shades, read_index_rows
 from utils.errors import UserError
 from utils.fsio import read_json_doc
 
@@ -47,8 +47,8 @@ DEFAULT_K = 16
 #: A scheme must look coloured on screen: in one of its four colours, drawn at its shade's DMG
 #: lightness, the sRGB channels must differ by at least this much (of 255).  Greyish palettes
 #: (many games are mostly grey) are no choice to offer: grey is what the filter's off switch shows.
-#: (A first rule, chroma >= 10 in Lab a/b, let a scheme through that a newcomer saw as grey:
-#: #F6FFF4 #AAAB9B #545365, spread 16; black's a/b counted, though black shows no colour.)
+#: (A first rule, chroma >= 10 in Lab a/b, let through a scheme that a newcomer saw as grey:
+#: #F6FFF4 #AAAB9B #545365, whose largest spread is 16.)
 MIN_RGB_SPREAD = 40
 
 
@@ -160,22 +160,6 @@ def pick(games: list[dict[str, np.ndarray]], k: int, cap: float = 3.0) -> tuple[
     return [int(colourful[j]) for j in chosen], best
 
 
-def read_credits(index: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
-    """slug -> title, developer and licence field of a ROM index (``../shared/roms/index.tsv``)."""
-    p = Path(index)
-    if not p.is_file():
-        raise UserError(f"index not found: {p}")
-    rows: dict[str, dict[str, str]] = {}
-    with open(p, encoding="utf-8") as f:
-        head = f.readline().rstrip("\n").split("\t")
-        if "slug" not in head:
-            raise UserError(f"{p}: needs a 'slug' column")
-        for line in f:
-            rec = dict(zip(head, line.rstrip("\n").split("\t"), strict=False))
-            rows[rec["slug"]] = {k: rec.get(k, "") for k in ("title", "developer", "licence")}
-    return rows
-
-
 def build(paths: Sequence[str | os.PathLike[str]], k: int = DEFAULT_K, limit_per_game: int | None = 40,
           show_progress: bool = True, index: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """``k`` schemes from the games under ``paths`` (see the module docstring); the document.
@@ -183,7 +167,7 @@ def build(paths: Sequence[str | os.PathLike[str]], k: int = DEFAULT_K, limit_per
     A scheme is one game's palette, so it names the game; ``index`` (a ROM index TSV) adds its
     title, developer and licence field, to credit it wherever the schemes are published.
     """
-    credits = read_credits(index) if index is not None else {}
+    credits = read_index_rows(index, ["title", "developer", "licence"]) if index is not None else {}
     names, games = read_game_palettes(paths, limit_per_game, show_progress)
     chosen, best = pick(games, k)
     pals = np.stack([games[i]["ab"] for i in chosen])
@@ -201,7 +185,12 @@ def build(paths: Sequence[str | os.PathLike[str]], k: int = DEFAULT_K, limit_per
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A schemes document, checked (UserError if missing or malformed)."""
+    """A schemes document, checked and completed (UserError if missing or malformed).
+
+    Schemes are numbered by position (``--scheme N``, the C key, evaluate's figures): an ``id``
+    that says otherwise is an error.  A scheme without ``preview`` or ``game`` (a hand-written
+    file) gets them from its colours and its number, so every reader finds both.
+    """
     p = Path(path)
     doc = read_json_doc(p, "schemes")
     rows = doc.get("schemes") if isinstance(doc, dict) else None
@@ -215,7 +204,25 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
             ok = False
         if not ok:
             raise UserError(f"{p}: scheme {i} has no valid 'ab' (4 shades x a/b numbers)")
+        if s.get("id", i) != i:
+            raise UserError(f"{p}: scheme {i} says id {s['id']!r}; schemes are numbered by position, from 1")
+        s["id"] = i
+        pv = s.get("preview")
+        if not (isinstance(pv, list) and len(pv) == 4 and all(isinstance(c, str) for c in pv)):
+            s["preview"] = preview_rgb(np.asarray(s["ab"], np.float32))
+        if not isinstance(s.get("game"), str):
+            s["game"] = f"scheme {i}"
     return doc
+
+
+def check_number(doc: dict[str, Any], value: Any) -> int:
+    """``value`` as a scheme number of ``doc`` (1-based), or a one-line UserError."""
+    n = len(doc["schemes"])
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise UserError(f"scheme must be a number, got {value!r}")
+    if not 1 <= int(value) <= n:
+        raise UserError(f"scheme must be 1..{n}, got {value}")
+    return int(value)
 
 
 def scheme_ab(doc: dict[str, Any]) -> np.ndarray:

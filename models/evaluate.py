@@ -405,11 +405,14 @@ def _evaluate(predict: Predictor, info: dict[str, Any], data: Sequence[str | os.
     boot_acc = {name: MetricAccumulator() for name in boot_ab}
     # So do colour schemes: a player's pick among palettes homebrew Color games use.
     scheme_pal: dict[str, np.ndarray] = {}
-    if schemes is not None and boot_ab:
+    if schemes is not None and not boot_ab:
+        raise UserError("--schemes scores palettes on monochrome input: use it with --input dmg or dmg4")
+    if schemes is not None:
         from dataset.schemes import load as load_schemes
 
         # a scheme lists shade 0 = black first; dmg_shade (the boot palettes' index) is 0 = lightest
-        scheme_pal = {str(s["id"]): np.asarray(s["ab"], np.float32)[::-1] for s in load_schemes(schemes)["schemes"]}
+        scheme_pal = {str(i): np.asarray(s["ab"], np.float32)[::-1]
+                      for i, s in enumerate(load_schemes(schemes)["schemes"], 1)}
     scheme_acc = {name: MetricAccumulator() for name in scheme_pal}
     grid_pick: dict[int, np.ndarray] = {}
     if grid_path is not None:

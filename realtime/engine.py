@@ -309,8 +309,9 @@ class Colorizer:
         self.timings: dict[str, float] = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0, "total": 0.0}
         self.schemes_path = schemes
         self._schemes: dict[str, Any] | None = None
-        self._scheme_ab: np.ndarray | None = None
-        self._scheme: int | None = None
+        # (number, its a/b (2, 4) by shade) or None, replaced whole: live's window thread may set a
+        # scheme while the worker colorizes, and one attribute store is atomic
+        self._scheme_state: tuple[int, np.ndarray] | None = None
         self.scheme = scheme
         self.reset()
         self._probe()
@@ -416,27 +417,24 @@ class Colorizer:
         monochrome game the model never saw, a player's pick is closer to the game's own colours
         than the model's guess (README).  Frames that are not monochrome always go to the model.
         """
-        return self._scheme
+        state = self._scheme_state
+        return None if state is None else state[0]
 
     @scheme.setter
     def scheme(self, value: int | None) -> None:
         if value is None:
-            self._scheme, self._scheme_ab = None, None
+            self._scheme_state = None
             return
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise UserError(f"scheme must be a number, got {value!r}")
-        n = self.scheme_count
-        if not 1 <= int(value) <= n:
-            raise UserError(f"scheme must be 1..{n}, got {value}")
-        from dataset.schemes import scheme_ab
+        from dataset.schemes import check_number, scheme_ab
 
-        ab = scheme_ab(self.schemes)[int(value) - 1]                       # (4, 2), shade 0 = black
-        self._scheme_ab = np.ascontiguousarray(ab.T, dtype=np.float32)      # (2, 4): channels first, by shade
-        self._scheme = int(value)
+        n = check_number(self.schemes, value)
+        ab = scheme_ab(self.schemes)[n - 1]                                 # (4, 2), shade 0 = black
+        self._scheme_state = (n, np.ascontiguousarray(ab.T, dtype=np.float32))  # (2, 4) by shade
 
     def scheme_info(self) -> dict[str, Any] | None:
         """The active scheme's entry of the schemes document (preview colours, source game), or None."""
-        return None if self._scheme is None else dict(self.schemes["schemes"][self._scheme - 1])
+        n = self.scheme
+        return None if n is None else dict(self.schemes["schemes"][n - 1])
 
     def reset(self) -> None:
         """Forget the previous frame (smoothing) and learned palettes: call between unrelated clips."""
@@ -541,10 +539,10 @@ class Colorizer:
         t1 = time.perf_counter()
 
         # ---- inference (a scheme paints a monochrome frame by shade: no model to run)
-        scheme_ab = self._scheme_ab  # read once: live's window thread may set another scheme meanwhile
-        if scheme_ab is not None and self.active_palette is not None:
+        state = self._scheme_state  # read once: another thread may set another scheme meanwhile
+        if state is not None and self.active_palette is not None:
             shade = np.searchsorted(_DMG_MIDS, l_nat)
-            ab = np.take(scheme_ab, shade, axis=1)
+            ab = np.take(state[1], shade, axis=1)
             t2 = time.perf_counter()
         else:
             ab = self.session.run([self.output_name], self._feed)[0][0]

@@ -44,7 +44,15 @@ from capture.window import (
     window_state,
 )
 from realtime.display import GB_FPS, KEY_HELP, SIDE_GAP, Display, Pacer, stage_stats
-from realtime.viewer import Viewer, engine_timings, make_colorizer, model_names, scheme_count, scheme_label
+from realtime.viewer import (
+    Viewer,
+    check_scheme,
+    engine_timings,
+    make_colorizer,
+    model_names,
+    scheme_count,
+    scheme_label,
+)
 from utils.errors import UserError
 from utils.fsio import atomic_write_json
 from utils.geometry import check_scale
@@ -479,6 +487,8 @@ class LiveSession:
         try:
             while not self.stop.is_set():
                 self._maybe_switch_model()
+                if self.colorizer.scheme != (self.view.scheme or None):
+                    self.colorizer.scheme = self.view.scheme or None  # C pressed: this thread alone sets it
                 with self.lock:
                     rect, geometry, viewable, size = self.rect, self.geometry, self.viewable, self.win_size
                 if not viewable or rect is None:
@@ -567,7 +577,7 @@ class LiveSession:
         self.failed = False
         print(f"live: {msg}", file=sys.stderr)
         self.colorizer = make_colorizer(self.view.model, threads=o.threads, smoothing=o.smoothing, scheme=o.scheme)
-        self.view.scheme, self.view.scheme_count = o.scheme or 0, scheme_count(self.colorizer)
+        self.view.scheme, self.view.scheme_count = o.scheme or 0, scheme_count(self.colorizer, "live")
         print(f"live: model {self.view.model}; monochrome frames painted by {scheme_label(self.colorizer)}",
               file=sys.stderr)
         print(f"live: {LIVE_HELP}", file=sys.stderr)
@@ -610,8 +620,9 @@ class LiveSession:
                 if "model" in changed:
                     self.want_model = view.model_idx  # loaded by the inference thread
                 if "scheme" in changed:
-                    self.colorizer.scheme = view.scheme or None  # one attribute: safe across threads
-                    print(f"live: monochrome frames painted by {scheme_label(self.colorizer)}", file=sys.stderr)
+                    # the inference thread applies it (it also owns model switches: no race with M)
+                    print(f"live: monochrome frames painted by {scheme_label(self.colorizer, view.scheme)}",
+                          file=sys.stderr)
                 if "screenshot" in ev.actions and shown is not None:
                     view.screenshot(shown, display.scale)
                 with self.lock:
@@ -736,6 +747,7 @@ def run_live(opts: LiveOptions) -> dict[str, Any]:
     Returns the statistics (also written to ``opts.stats_json``).  A failure inside a worker
     thread (e.g. a model that cannot be loaded) is raised as :class:`UserError` after cleanup.
     """
+    check_scheme(opts.scheme)  # a bad --scheme is said before any window is searched for
     session = LiveSession(opts)
     # SDL turns SIGTERM and SIGINT into a window-close event, which would be reported as "window
     # closed by the user"; with our own handlers installed first, SDL leaves them alone.

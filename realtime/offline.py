@@ -360,6 +360,8 @@ def colorize_path(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
     if src.resolve() == dst.resolve():
         raise UserError("output must differ from the input")
     if scheme == "all":
+        if side_by_side:
+            raise UserError("--side-by-side does not go with --scheme all (the sheet shows the input beside them all)")
         return scheme_sheet(src, dst, model=model, threads=threads, log=say)
     if isinstance(scheme, str):
         raise UserError(f"scheme must be a number or 'all', got {scheme!r}")
@@ -401,8 +403,12 @@ def colorize_path(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
     rect, how = locate_screen([rgb])
     col = Colorizer(model, threads=threads, scheme=scheme)
     write_image(dst, _FrameJob(col, rect, side_by_side)(rgb))
+    if scheme and col.active_palette is None:
+        used = f"; scheme {scheme} unused: the screen is not monochrome, so the model painted it"
+    else:
+        used = f", scheme {scheme}" if scheme else ""
     say(f"{src} -> {dst} ({rgb.shape[1]}x{rgb.shape[0]}, screen {rect[2]}x{rect[3]} [{how}], model {col.name}"
-        + (f", scheme {scheme}" if scheme else "") + ")")
+        + used + ")")
     return {"kind": "image", "input": str(src), "output": str(dst), "screen": list(rect), "model": col.name}
 
 

@@ -98,7 +98,7 @@ def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
                         "(or run under Xvfb)")
     view = Viewer("play", model_names(opts.model), side=opts.side_by_side)
     colorizer = make_colorizer(view.model, threads=opts.threads, smoothing=opts.smoothing, scheme=opts.scheme)
-    view.scheme, view.scheme_count = opts.scheme or 0, scheme_count(colorizer)
+    view.scheme, view.scheme_count = opts.scheme or 0, scheme_count(colorizer, "play")
 
     import cv2
 

@@ -49,20 +49,38 @@ def make_colorizer(model: str, *, threads: int = 1, smoothing: float = 0.0, sche
     return Colorizer(model, threads=threads, smoothing=smoothing, scheme=scheme)
 
 
-def scheme_count(colorizer: Any) -> int:
-    """How many colour schemes ``C`` cycles through: 0 where no schemes file ships (C then does nothing)."""
+def scheme_count(colorizer: Any, command: str) -> int:
+    """How many colour schemes ``C`` cycles through.
+
+    0 where the schemes file is missing or broken: the window still plays, C does nothing, and
+    one line on stderr says why (a broken optional file must not end a session).
+    """
     try:
         return int(colorizer.scheme_count)
-    except UserError:
+    except UserError as e:
+        print(f"{command}: colour schemes unavailable ({e}); C does nothing", file=sys.stderr)
         return 0
 
 
-def scheme_label(colorizer: Any) -> str:
-    """What paints monochrome frames now, for messages: "the model" or "scheme 3 of 15 (#.. from GAME)"."""
-    info = colorizer.scheme_info() if colorizer.scheme else None
-    if info is None:
+def check_scheme(scheme: int | None) -> None:
+    """A one-line UserError now, before any window opens, if ``--scheme`` names no shipped scheme."""
+    if scheme is None:
+        return
+    import weights
+    from dataset.schemes import check_number, load
+
+    check_number(load(weights.WEIGHTS_DIR / "schemes.json"), scheme)
+
+
+def scheme_label(colorizer: Any, scheme: int | None = None) -> str:
+    """What paints monochrome frames, for messages: "the model", or e.g. "scheme 3 of 16 (#FFFFFD
+    #C6A38D #63514A #000000, the palette of Alpha Wing)".  ``scheme``: that number instead of the
+    colorizer's own (live's window thread names the scheme before the worker applies it)."""
+    n = colorizer.scheme if scheme is None else (scheme or None)
+    if not n:
         return "the model"
-    return (f"scheme {colorizer.scheme} of {colorizer.scheme_count} ({' '.join(info['preview'])}, "
+    info = colorizer.schemes["schemes"][n - 1]
+    return (f"scheme {n} of {colorizer.scheme_count} ({' '.join(info['preview'])}, "
             f"the palette of {info.get('title') or info['game']})")
 
 

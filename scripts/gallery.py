@@ -20,8 +20,6 @@ from dataset.color import lab_to_rgb, rgb_to_lab  # noqa: E402
 from realtime.engine import Colorizer  # noqa: E402
 from utils.images import label, list_images, read_gray, read_rgb, write_png  # noqa: E402
 
-_label = label  # the README galleries' caption style (utils.images.label)
-
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,7 +51,7 @@ def main() -> int:
         cells = [np.repeat(np.repeat(c, a.scale, 0), a.scale, 1) for c in cells]
         sep = np.full((cells[0].shape[0], 4, 3), 24, np.uint8)
         row = np.concatenate([cells[0], sep, cells[1], sep, cells[2]], 1)
-        rows.append(_label(row, f"{g}: input | {col.name} | truth"))
+        rows.append(label(row, f"{g}: input | {col.name} | truth"))
     sheet = np.concatenate(rows, 0)
     write_png(a.output, sheet)
     print(a.output)

@@ -22,14 +22,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gallery import _label  # noqa: E402 - the README galleries share one caption style
 
 from dataset.color import rgb_to_lab  # noqa: E402
 from models.metrics import BOOT_DEFAULT, BOOT_PALETTES, dmg_shade  # noqa: E402
 from realtime.engine import Colorizer  # noqa: E402
-from utils.images import list_images, read_rgb, write_png  # noqa: E402
+from utils.images import label, list_images, read_rgb, write_png  # noqa: E402
 
 
 def _boot(grey: np.ndarray, palette: str) -> np.ndarray:
@@ -58,7 +56,7 @@ def held_out(data: Path, games: list[str], best: dict[str, str], best_scheme: di
         if g in best_scheme:
             cells.append((f"scheme {best_scheme[g]} (best)", Colorizer("unseen", scheme=best_scheme[g]).colorize(grey)))
         cells.append(("truth (Color)", truth))
-        rows.append(np.concatenate([_label(img, f"{g[:16]}: {t}" if i == 0 else t) for i, (t, img) in enumerate(cells)],
+        rows.append(np.concatenate([label(img, f"{g[:16]}: {t}" if i == 0 else t) for i, (t, img) in enumerate(cells)],
                                    axis=1))
     return rows
 
@@ -70,18 +68,19 @@ def mono(data: Path, games: list[str]) -> list[np.ndarray]:
         folder = data / g / "dmg" if (data / g / "dmg").is_dir() else data / g  # render --mono writes dmg/
         grey = read_rgb(_pick(list_images(folder)))
         cells = [(f"{g[:18]}", grey)] + [(name, m.colorize(grey)) for name, m in models.items()]
-        rows.append(np.concatenate([_label(img, t) for t, img in cells], axis=1))
+        rows.append(np.concatenate([label(img, t) for t, img in cells], axis=1))
     return rows
 
 
 def schemes(data: Path, game: str, per_row: int = 6) -> list[np.ndarray]:
+    """Rows of one frame of ``game``: input, ``unseen``, then every shipped scheme in C's order."""
     folder = data / game / "dmg" if (data / game / "dmg").is_dir() else data / game
     grey = read_rgb(_pick(list_images(folder)))
     col = Colorizer("unseen")
-    cells = [_label(grey, f"{game[:18]}"), _label(col.colorize(grey), "unseen (model)")]
+    cells = [label(grey, f"{game[:18]}"), label(col.colorize(grey), "unseen (model)")]
     for k in range(1, col.scheme_count + 1):
         col.scheme = k
-        cells.append(_label(col.colorize(grey), f"scheme {k}"))
+        cells.append(label(col.colorize(grey), f"scheme {k}"))
     blank = np.zeros_like(cells[0])
     cells += [blank] * (-len(cells) % per_row)
     return [np.concatenate(cells[i:i + per_row], axis=1) for i in range(0, len(cells), per_row)]

@@ -116,12 +116,10 @@ def credits(doc: dict, index: Path) -> dict:
     The corpus games come from Homebrew Hub (the gbdev homebrew database) via ``../shared/roms``;
     ``index.tsv`` gives each one's title, developer and the licence field the database records.
     """
-    rows = {}
-    with open(index, encoding="utf-8") as f:
-        head = f.readline().rstrip("\n").split("\t")
-        for line in f:
-            rec = dict(zip(head, line.rstrip("\n").split("\t"), strict=False))
-            rows[rec["slug"]] = {k: rec.get(k, "") for k in ("title", "developer", "licence", "genre", "mode")}
+    from dataset.genres import read_index_rows
+
+    rows = read_index_rows(index, ["title", "developer", "licence", "genre", "mode"])
+
     def entry(g: str) -> dict:
         return {"slug": g, **rows.get(g, {"title": g, "developer": "?", "licence": "?"})}
     return {"source": "Homebrew Hub (the gbdev homebrew database), via ../shared/roms/index.tsv",

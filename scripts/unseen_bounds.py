@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,8 @@ def _tile_ceiling(shades: np.ndarray, ab: np.ndarray) -> float:
     return float(((mean[inv] - t) ** 2).mean() / grey) if grey > 0 else float("nan")
 
 
-def _net_ratio(session, shades: np.ndarray, ab: np.ndarray) -> float:
+def _net_ratio(session: Any, shades: np.ndarray, ab: np.ndarray) -> float:
+    """mse_ab / grey's of an ONNX net (onnxruntime session) fed the shades' DMG lightness."""
     from dataset.color import DMG_LEVELS_L
 
     x = (np.asarray(DMG_LEVELS_L)[shades] / 100.0)[:, None].astype(np.float32)
@@ -88,11 +90,12 @@ def _net_ratio(session, shades: np.ndarray, ab: np.ndarray) -> float:
     return float(((pred - ab) ** 2).mean() / grey) if grey > 0 else float("nan")
 
 
-def bounds(split: Path, which: str, schemes: Path, model: Path, limit: int | None) -> dict:
+def bounds(split: Path, which: str, schemes: Path, model: Path, limit: int | None) -> dict[str, Any]:
+    """Every held-out game of ``split/which`` priced each way (module docstring); the report."""
     import onnxruntime as ort
 
     from dataset.color import DMG_LEVELS_L, l_ab_to_rgb
-    from dataset.genres import _game_descriptors, descriptor
+    from dataset.genres import _game_descriptors, descriptor  # the genre clusters' own per-game descriptor
     from dataset.schemes import game_palette, load, ratio_to_grey, read_game_palettes, scheme_ab
     from models.metrics import BOOT_PALETTES, LookAccumulator, rgb_to_lab_fast
 

@@ -73,7 +73,7 @@ def _key(env: dict, key: str) -> None:
     subprocess.run(["xdotool", "key", "--window", _our_window_id(env), key], env=env, check=True)
 
 
-def _drive(env: dict, args: list[str], keys: list[tuple[float, str]], shots) -> tuple[str, list]:
+def _drive(env: dict, args: list[str], keys: list[tuple[float, str]], shots: Path) -> tuple[str, list[Path]]:
     """Run live with ``args`` and press ``keys`` ((wait before, key) pairs); its stderr and screenshots."""
     live = _live(env, *args, "--screenshot-dir", str(shots))
     try:

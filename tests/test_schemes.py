@@ -178,6 +178,40 @@ def test_the_shipped_schemes_load_and_paint() -> None:
     assert np.abs(col.colorize(GREYS[shade]).astype(int) - _expected(shade, ab[0])).max() <= 1
 
 
+def test_load_numbers_schemes_by_position_and_completes_them(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"schemes": [{"ab": _ab(RED).tolist()}, {"ab": _ab(BLUE).tolist(), "id": 2}]}))
+    doc = load(path)
+    assert [s["id"] for s in doc["schemes"]] == [1, 2] and doc["schemes"][0]["game"] == "scheme 1"
+    assert len(doc["schemes"][1]["preview"]) == 4 and doc["schemes"][1]["preview"][0].startswith("#")
+    path.write_text(json.dumps({"schemes": [{"ab": _ab(RED).tolist(), "id": 3}]}))
+    with pytest.raises(UserError, match="numbered by position"):
+        load(path)
+
+
+def test_a_missing_or_broken_schemes_file_leaves_the_player_running(tmp_path: Path, schemes_file: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from realtime.engine import Colorizer
+    from realtime.viewer import scheme_count, scheme_label
+
+    model = tiny_lightness_onnx(tmp_path / "m.onnx")
+    for path in (tmp_path / "none.json", tmp_path / "broken.json"):
+        if path.name == "broken.json":
+            path.write_text("{")
+        col = Colorizer(model, schemes=path)          # the model still paints
+        assert scheme_count(col, "live") == 0          # so C does nothing ...
+        assert "live: colour schemes unavailable" in capsys.readouterr().err   # ... and says why
+        assert scheme_label(col) == "the model"
+        col.colorize(GREYS[3 - dmg_index(0)])
+    # a hand-written file with colours only still gives every message its parts
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps({"schemes": [{"ab": _ab(RED).tolist()}]}))
+    col = Colorizer(model, schemes=bare, scheme=1)
+    assert scheme_label(col).startswith("scheme 1 of 1 (#") and "the palette of scheme 1" in scheme_label(col)
+    col = Colorizer(model, schemes=schemes_file)
+    assert "the palette of blue" in scheme_label(col, 2) and scheme_label(col, 0) == "the model"
+
+
 def test_viewer_cycles_the_model_then_each_scheme() -> None:
     v = Viewer("live", ["default"], scheme_count=3)
     seen = []
@@ -201,6 +235,8 @@ def test_a_still_frame_gets_the_new_scheme(tmp_path: Path, schemes_file: Path) -
     col.scheme = 1
     b = same.colorize(col, frame)
     assert same.reused == 1 and not np.array_equal(a, b)
+    col.scheme = None                                   # back to the model: its colours again, not the scheme's
+    assert np.array_equal(same.colorize(col, frame), a) and same.reused == 1
 
 
 def test_evaluate_scores_the_best_scheme_per_game(games: Path, tmp_path: Path, schemes_file: Path) -> None:
@@ -216,9 +252,11 @@ def test_evaluate_scores_the_best_scheme_per_game(games: Path, tmp_path: Path, s
             assert best["scheme"] == 2 and best["mse_ab"] < 1e-6
     assert rep["by_game"]["scheme_best_median_ratio_to_gray"] < 1e-3
     assert "colour schemes (mse/gray, median)" in format_by_game(rep)
-    # no schemes, or colour input: no such baseline
-    rep = evaluate(model, [games], input_mode="L", show_progress=False, schemes=schemes_file)
+    # no schemes: no such baseline; colour input: schemes make no sense, said in one line
+    rep = evaluate(model, [games], input_mode="dmg", show_progress=False)
     assert all("scheme_best" not in g["baselines"] for g in rep["per_game"].values())
+    with pytest.raises(UserError, match="--input dmg or dmg4"):
+        evaluate(model, [games], input_mode="L", show_progress=False, schemes=schemes_file)
 
 
 def test_colorize_with_a_scheme_and_its_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -227,7 +265,11 @@ def test_colorize_with_a_scheme_and_its_one_line_errors(tmp_path: Path, capsys: 
     write_png(src, np.repeat(GREYS[shade][..., None], 3, axis=-1))
     out = tmp_path / "out.png"
     assert retrocolor.main(["colorize", str(src), "-o", str(out), "--scheme", "2"]) == 0
-    assert "scheme 2" in capsys.readouterr().out
+    assert "scheme 2)" in capsys.readouterr().out
+    colour = tmp_path / "colour.png"
+    write_png(colour, np.random.default_rng(1).integers(0, 256, (144, 160, 3), dtype=np.uint8))
+    assert retrocolor.main(["colorize", str(colour), "-o", str(tmp_path / "c.png"), "--scheme", "2"]) == 0
+    assert "scheme 2 unused: the screen is not monochrome" in capsys.readouterr().out
     ab = scheme_ab(load(Path(retrocolor.__file__).parent / "weights" / "schemes.json"))[1]
     assert np.abs(read_rgb(out).astype(int) - _expected(shade, ab)).max() <= 1
     assert retrocolor.main(["colorize", str(src), "-o", str(tmp_path / "x.png"), "--scheme", "999"]) == 2
@@ -285,3 +327,13 @@ def test_colorize_scheme_all_writes_a_contact_sheet(tmp_path: Path, capsys: pyte
     assert not (tmp_path / "bad.png").exists()
     with pytest.raises(SystemExit):
         retrocolor.main(["colorize", str(src), "-o", str(out), "--scheme", "some"])
+    assert retrocolor.main(["colorize", str(src), "-o", str(out), "--scheme", "all", "--side-by-side"]) == 2
+    assert "does not go with --scheme all" in capsys.readouterr().err
+
+
+def test_live_says_a_bad_scheme_before_looking_for_a_window(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    assert retrocolor.main(["live", "--scheme", "99"]) == 2
+    err = capsys.readouterr().err
+    assert "scheme must be 1.." in err and "DISPLAY" not in err  # the scheme, not the missing display
