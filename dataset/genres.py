@@ -145,7 +145,8 @@ def cluster_games(paths: Sequence[str | os.PathLike[str]], k: int, seed: int = 0
 def read_index_rows(index: str | os.PathLike[str], columns: Sequence[str]) -> dict[str, dict[str, str]]:
     """slug -> ``columns`` of a ROM index (``../shared/roms/index.tsv``: tab-separated, a header row).
 
-    A ``developer`` written as a JSON object (the database does that for some games) gives its name.
+    A ``developer`` written as JSON objects (the database does that for some games:
+    ``{"name": "A", "link": ...}, {"name": "B", ...}``) gives their names, "A, B".
     """
     import json
 
@@ -163,9 +164,10 @@ def read_index_rows(index: str | os.PathLike[str], columns: Sequence[str]) -> di
             row = {c: rec.get(c, "") for c in columns}
             if row.get("developer", "").startswith("{"):
                 try:
-                    row["developer"] = str(json.loads(row["developer"]).get("name", row["developer"]))
+                    people = json.loads("[" + row["developer"] + "]")
+                    row["developer"] = ", ".join(str(d.get("name", "?")) for d in people)
                 except (ValueError, AttributeError):
-                    pass
+                    pass  # not the JSON it looked like: keep the text as the database wrote it
             rows[rec["slug"]] = row
     return rows
 

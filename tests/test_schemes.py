@@ -100,14 +100,15 @@ def test_build_the_cli_and_load(games: Path, tmp_path: Path, capsys: pytest.Capt
 
     out = tmp_path / "schemes.json"
     index = tmp_path / "index.tsv"
-    index.write_text("slug\ttitle\tdeveloper\tlicence\nred-0\tRed Zero\tSomeone\tMIT\n")
+    index.write_text("slug\ttitle\tdeveloper\tlicence\nred-0\tRed Zero\t"
+                     '{"name": "Someone", "link": "x"}, {"name": "Else"}\tMIT\n')
     assert retrocolor.main(["dataset", "schemes", str(games), "-o", str(out), "-k", "2", "--index", str(index)]) == 0
     printed = capsys.readouterr().out
     assert "scheme  1:" in printed and "2 schemes from 6 games" in printed
     assert np.allclose(scheme_ab(load(out)), ab, atol=1e-3)
     first, second = load(out)["schemes"]
     assert first["game"] == "red-0"             # the first of three equal candidates; credited from the index
-    assert (first["title"], first["developer"], first["licence"]) == ("Red Zero", "Someone", "MIT")
+    assert (first["title"], first["developer"], first["licence"]) == ("Red Zero", "Someone, Else", "MIT")
     assert "title" not in second                # a game the index does not list gets no credit fields
     assert retrocolor.main(["dataset", "schemes", str(games), "-o", str(out), "-k", "0"]) == 2
     assert "-k must be at least 1" in capsys.readouterr().err
