@@ -68,12 +68,16 @@ def cmd_live(a: argparse.Namespace) -> int:
     print(f"live: {stats['frames']} frames shown in {stats['seconds']:.1f} s ({stats['fps']} fps; captured "
           f"{stats['frames_captured']}{reused}); colorize p50 {new['p50_ms']} ms on the {new['n']} new frames; "
           f"capture-to-display p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms")
-    if stats.get("scheme") and stats["scheme"] != a.scheme:
-        print(f"live: you ended on colour scheme {stats['scheme']}; to start with it next time: "
-              f"retrocolor live --scheme {stats['scheme']}")
+    _next_time_hint("live", stats.get("scheme"), a.scheme, "retrocolor live")
     if a.stats_json:
         print(f"stats: {a.stats_json}")
     return 0
+
+
+def _next_time_hint(command: str, ended: int | None, asked: int | None, rerun: str) -> None:
+    """After C picked a scheme the command was not started with: the flag that starts with it."""
+    if ended and ended != asked:
+        print(f"{command}: you ended on colour scheme {ended}; to start with it next time: {rerun} --scheme {ended}")
 
 
 def cmd_play(a: argparse.Namespace) -> int:
@@ -83,9 +87,7 @@ def cmd_play(a: argparse.Namespace) -> int:
                                   record=a.record, scale=a.scale, side_by_side=a.side_by_side,
                                   stats_json=a.stats_json, smoothing=a.smoothing, scheme=a.scheme))
     print(res.summary())
-    if res.stats.get("scheme") and res.stats["scheme"] != a.scheme:
-        print(f"play: you ended on colour scheme {res.stats['scheme']}; to start with it next time: "
-              f"retrocolor play {a.rom} --scheme {res.stats['scheme']}")
+    _next_time_hint("play", res.stats.get("scheme"), a.scheme, f"retrocolor play {a.rom}")
     return 0
 
 

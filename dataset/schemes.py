@@ -3,12 +3,12 @@
 Why this exists: on a monochrome game the model never saw, no network we trained gets much
 closer to the game's own colours than grey does (README, "Games never seen in training"): the
 monochrome frames say little about *which* palette a game uses.  They say a lot about *where*
-each colour goes, though, and one palette per game explains most of it: on held-out dual-mode
-games, each game's own 4 colours (one per shade) leave about 0.4 of grey's error, and the palette
-of *some* training game about 0.5.  So the choice of palette is the information the frames lack,
-and a player is the one who has it.  The Game Boy Color's boot ROM already lets a player pick one
-of its hand-made palettes with a button held at power-on; a scheme is the same idea, with
-palettes that homebrew Color games actually use.
+each colour goes, though, and one palette per game explains most of it: on the held-out dual-mode
+games (``scripts/unseen_bounds.py``; val / test medians), each game's own 4 colours (one per shade)
+leave 0.42 / 0.27 of grey's error, and the best palette of *some* training game 0.48 / 0.43.
+So the choice of palette is the information the frames lack, and a player is the one who has it.
+The Game Boy Color's boot ROM already lets a player pick one of its hand-made palettes with a
+button held at power-on; a scheme is the same idea, with palettes that homebrew Color games use.
 
 How the schemes are made (:func:`build`): each training game's palette is the mean a/b of its
 pixels per monochrome shade (its real monochrome twin where it has one, else the 4-shade look of
@@ -19,11 +19,12 @@ blend of several), the first is the best single guess, and each next one covers 
 earlier ones fit worst.  Palettes that look grey are not candidates (:data:`MIN_RGB_SPREAD`):
 the filter's off switch shows grey.
 (Picked this way, 16 schemes came closer to held-out training games than the medoids or centres
-of 16 k-means groups: 5-fold medians 0.58 / 0.63 / 0.62 x grey's error.)
+of 16 k-means groups: 5-fold medians 0.58 / 0.63 / 0.62 x grey's error, a scratch check.)
 
 The document (``retrocolor dataset schemes``, shipped as ``weights/schemes.json``) holds, per
 scheme, its a/b for shades 0 (black) .. 3 (white) in Lab units, an sRGB preview of the four
-colours at the DMG lightness levels, the game it came from and its group's size.  Torch-free
+colours at the DMG lightness levels, the game it came from (credited from a ROM index) and how
+many training games it is the closest scheme for.  Torch-free
 and numpy-only, like the rest of the stage: the player side (``realtime``) reads it.
 """
 
@@ -52,9 +53,14 @@ DEFAULT_K = 16
 MIN_RGB_SPREAD = 40
 
 
+def _palette_rgb(ab: np.ndarray) -> np.ndarray:
+    """A palette's four colours (4, 3) uint8, shade 0 (black) first, each at its DMG lightness."""
+    return l_ab_to_rgb(np.asarray(DMG_LEVELS_L, np.float32)[None], np.asarray(ab, np.float32)[None])[0]
+
+
 def rgb_spread(ab: np.ndarray) -> int:
     """How coloured a palette (4, 2) looks: the largest sRGB channel spread of its colours (0 = grey)."""
-    rgb = l_ab_to_rgb(np.asarray(DMG_LEVELS_L, np.float32)[None], np.asarray(ab, np.float32)[None])[0]
+    rgb = _palette_rgb(ab)
     return int((rgb.max(-1).astype(int) - rgb.min(-1)).max())
 
 
@@ -127,9 +133,7 @@ def read_game_palettes(paths: Sequence[str | os.PathLike[str]], limit_per_game: 
 
 def preview_rgb(ab: np.ndarray) -> list[str]:
     """The four colours of a scheme as ``#RRGGBB`` (white first), each at its DMG lightness."""
-    ab = np.asarray(ab, np.float32)
-    rgb = l_ab_to_rgb(np.asarray(DMG_LEVELS_L, np.float32)[None], ab[None])[0]
-    return ["#{:02X}{:02X}{:02X}".format(*c) for c in rgb[::-1]]
+    return ["#{:02X}{:02X}{:02X}".format(*c) for c in _palette_rgb(ab)[::-1]]
 
 
 def pick(games: list[dict[str, np.ndarray]], k: int, cap: float = 3.0) -> tuple[list[int], np.ndarray]:

@@ -298,6 +298,12 @@ def _is_video(path: Path) -> bool:
         return bool(cap.isOpened() and cap.read()[0])
 
 
+def _check_image_output(dst: Path) -> None:
+    """A one-line error for an image output whose suffix names no image format we write."""
+    if dst.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"image output must end in one of {', '.join(IMAGE_SUFFIXES)}, got {dst.name!r}")
+
+
 def scheme_sheet(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
                  model: str | os.PathLike[str] = "default", threads: int = 1, per_row: int = 6,
                  log: Callable[[str], None] | None = print) -> dict[str, Any]:
@@ -311,8 +317,7 @@ def scheme_sheet(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
     src, dst = Path(src), Path(dst)
     if src.is_dir() or _is_video(src):
         raise UserError("--scheme all makes a contact sheet of one image: give an image, not a folder or a video")
-    if dst.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UserError(f"image output must end in one of {', '.join(IMAGE_SUFFIXES)}, got {dst.name!r}")
+    _check_image_output(dst)
     try:
         rgb = read_rgb(src)
     except UserError:
@@ -398,8 +403,8 @@ def colorize_path(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
         raise UserError(f"{src}: not an image or a video this tool can read") from None
     if dst.is_dir():
         dst = dst / (src.stem + ".png")
-    elif dst.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UserError(f"image output must end in one of {', '.join(IMAGE_SUFFIXES)}, got {dst.name!r}")
+    else:
+        _check_image_output(dst)
     rect, how = locate_screen([rgb])
     col = Colorizer(model, threads=threads, scheme=scheme)
     write_image(dst, _FrameJob(col, rect, side_by_side)(rgb))

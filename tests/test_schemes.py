@@ -221,7 +221,7 @@ def test_viewer_cycles_the_model_then_each_scheme() -> None:
         seen.append(v.scheme)
     assert seen == [1, 2, 3, 0, 1]
     assert "colours scheme 1/3" in v.overlay_lines(59.7, None, None)[0]
-    assert Viewer("live", ["default"]).handle(["scheme"]) == set()  # no schemes shipped: C does nothing
+    assert Viewer("live", ["default"]).handle(["scheme"]) == set()  # 0 schemes (none loaded): C does nothing
 
 
 def test_a_still_frame_gets_the_new_scheme(tmp_path: Path, schemes_file: Path) -> None:
