@@ -27,9 +27,9 @@ __version__ = "0.1.0"
 # (one X,Y,W,H parser for --crop and --region).
 _region = screen_region
 _positive_float = positive_float
-_scheme = int  # its range (1..the number shipped) is checked by the engine, in one place
+_scheme = int  # its range (1..the number shipped) is checked by the engine, in one place; 0 is the model
 SCHEME_HELP = ("paint monochrome games with colour scheme N (4-colour palettes of homebrew Color games; "
-               "'retrocolor models' lists them) instead of the model; C cycles them in the window")
+               "'retrocolor models' lists them) instead of the model, 0 for the model; C cycles them in the window")
 
 
 def _scheme_or_all(text: str) -> int | str:
@@ -59,7 +59,7 @@ def cmd_live(a: argparse.Namespace) -> int:
     stats = run_live(LiveOptions(
         window=a.window, region=a.region, model=a.model, scale=a.scale, borderless=a.borderless, on_top=a.on_top,
         position=a.position, seconds=a.seconds, stats_json=a.stats_json, smoothing=a.smoothing,
-        screenshot_dir=a.screenshot_dir, scheme=a.scheme,
+        screenshot_dir=a.screenshot_dir, scheme=a.scheme or None,
     ))
     lat, new = stats["capture_to_display"], stats["stages"]["colorize_new_frames"]
     # repeated frames reuse their colour in microseconds: the model's own time is on the new ones
@@ -85,9 +85,15 @@ def cmd_play(a: argparse.Namespace) -> int:
 
     res = play(a.rom, PlayOptions(model=a.model, headless=a.headless, frames=a.frames, seconds=a.seconds,
                                   record=a.record, scale=a.scale, side_by_side=a.side_by_side,
-                                  stats_json=a.stats_json, smoothing=a.smoothing, scheme=a.scheme))
+                                  stats_json=a.stats_json, smoothing=a.smoothing, scheme=a.scheme,
+                                  remember=not a.no_remember))
     print(res.summary())
-    _next_time_hint("play", res.stats.get("scheme"), a.scheme, f"retrocolor play {a.rom}")
+    ended, title = res.stats.get("scheme"), res.stats.get("title") or Path(a.rom).name
+    if res.stats.get("scheme_remembered"):
+        print(f"play: colour scheme {ended} remembered for {title!r}: it starts with it next time "
+              "(--scheme 0: the model)" if ended else f"play: {title!r} is back to the model (its scheme is forgotten)")
+    elif a.no_remember:
+        _next_time_hint("play", ended, a.scheme, f"retrocolor play {a.rom}")
     return 0
 
 
@@ -104,7 +110,7 @@ def cmd_colorize(a: argparse.Namespace) -> int:
     from realtime.offline import colorize_path
 
     colorize_path(a.input, a.output, model=a.model, side_by_side=a.side_by_side, smoothing=a.smoothing,
-                  threads=a.threads, max_seconds=a.seconds, scheme=a.scheme)
+                  threads=a.threads, max_seconds=a.seconds, scheme=a.scheme or None)
     return 0
 
 
@@ -259,7 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stats-json", type=Path, default=None, help="write timings and frame counts as JSON")
     sp.add_argument("--smoothing", type=float, default=0.0,
                     help="temporal smoothing of the colours, 0 <= S < 1 (default 0)")
-    sp.add_argument("--scheme", type=_scheme, default=None, metavar="N", help=SCHEME_HELP)
+    sp.add_argument("--scheme", type=_scheme, default=None, metavar="N",
+                    help=SCHEME_HELP + "; without it, the scheme this cartridge last ended on, if any")
+    sp.add_argument("--no-remember", action="store_true",
+                    help="neither start with this cartridge's remembered scheme nor keep the one it ends on "
+                         "(picks are kept in $XDG_CONFIG_HOME/retrocolor/picks.json, or $RETROCOLOR_PICKS)")
 
     # demo
     sp = add("demo", cmd_demo, "see the filter work now: a built-in homebrew cartridge in PyBoy, grey | colour")

@@ -317,7 +317,8 @@ def run_demo(*, seconds: float = 20.0, model: str | None = None, record: Path | 
         frames = max(1, int(round(seconds * 59.7275)))
         opts = PlayOptions(model=model, headless=not windowed, frames=frames, record=record, scale=scale,
                            side_by_side=True, title="retrocolor demo: grey | colour (F: filter, C: colours, Esc: quit)",
-                           last_png=png, seconds=None if not windowed else seconds, skip_frames=BOOT_FRAMES)
+                           last_png=png, seconds=None if not windowed else seconds, skip_frames=BOOT_FRAMES,
+                           remember=False)  # the built-in cartridge: a C press here is a try, not a pick
         res = play(rom, opts)
     return DemoResult(frames=res.frames, seconds=res.seconds, windowed=windowed, video=res.video, png=res.png,
                       model=res.model)

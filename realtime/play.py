@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from capture.rom import validate_rom
+from realtime import picks
 from realtime.display import GB_FPS, KEY_HELP, Display, Pacer, can_open_window, side_by_side, stage_stats
 from realtime.viewer import Viewer, engine_timings, make_colorizer, model_names, scheme_count, scheme_label
 from utils.errors import UserError
@@ -46,7 +47,8 @@ class PlayOptions:
     last_png: Path | None = None
     stats_json: Path | None = None
     smoothing: float = 0.0
-    scheme: int | None = None  # a colour scheme (1-based) instead of the model; None: the model
+    scheme: int | None = None  # a colour scheme (1-based); 0: the model; None: the one remembered, else the model
+    remember: bool = True  # start with the scheme remembered for this cartridge, and keep the one it ends on
     threads: int = 1
     skip_frames: int = 0  # emulate this many frames first, unseen (the demo skips the boot animation)
 
@@ -97,8 +99,15 @@ def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
         raise UserError("no display: DISPLAY is not set; use --headless --frames N --record OUT.mp4 "
                         "(or run under Xvfb)")
     view = Viewer("play", model_names(opts.model), side=opts.side_by_side)
-    colorizer = make_colorizer(view.model, threads=opts.threads, smoothing=opts.smoothing, scheme=opts.scheme)
+    colorizer = make_colorizer(view.model, threads=opts.threads, smoothing=opts.smoothing, scheme=opts.scheme or None)
     view.scheme, view.scheme_count = opts.scheme or 0, scheme_count(colorizer, "play")
+    key = picks.rom_key(rom) if opts.remember and view.scheme_count else None
+    if key is not None and opts.scheme is None:
+        kept = picks.recall(key, view.scheme_count)
+        if kept:
+            colorizer.scheme = view.scheme = kept
+            print(f"play: {scheme_label(colorizer)}, remembered for this cartridge "
+                  "(--scheme 0 starts with the model)", file=sys.stderr)
 
     import cv2
 
@@ -227,6 +236,9 @@ def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
         "engine_timings": engine_timings(colorizer),
         "video": str(video_path) if video_path else None,
     }
+    if key is not None:
+        # the pick it ends on is the one to start with next time; ending on the model forgets it
+        stats["scheme_remembered"] = picks.remember(key, view.scheme or None, info.title)
     if opts.stats_json is not None:
         atomic_write_json(opts.stats_json, stats)
     return PlayResult(frames=frames, seconds=elapsed, model=view.model, video=video_path, png=png, stats=stats)

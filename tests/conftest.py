@@ -1,15 +1,19 @@
-"""Fixtures and hooks only: ../shared, a private Xvfb, one torch thread, the robustness tally.
+"""Fixtures and hooks only: ../shared, a private Xvfb, one torch thread, a picks file per test, the robustness tally.
 Helpers: tests/helpers.py."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+# play remembers a cartridge's colour scheme in the user's config folder: never the tester's own
+# (and each test gets its own file below, so one test's pick never starts another's game)
+os.environ["RETROCOLOR_PICKS"] = str(Path(tempfile.mkdtemp(prefix="retrocolor-picks-")) / "picks.json")
 
 from helpers import ROOT, shared_path  # noqa: E402
 
@@ -27,6 +31,12 @@ def xvfb():
     env = dict(xs.env, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     yield env
     xs.close()
+
+
+@pytest.fixture(autouse=True)
+def own_picks_file(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh file for ``play``'s remembered colour schemes in every test (subprocesses inherit it)."""
+    monkeypatch.setenv("RETROCOLOR_PICKS", str(tmp_path_factory.mktemp("picks") / "picks.json"))
 
 
 @pytest.fixture

@@ -277,8 +277,12 @@ def test_colorize_with_a_scheme_and_its_one_line_errors(tmp_path: Path, capsys: 
     err = capsys.readouterr().err
     assert "scheme must be 1.." in err and "Traceback" not in err
     assert not (tmp_path / "x.png").exists()
-    assert retrocolor.main(["colorize", str(src), "-o", str(tmp_path / "x.png"), "--scheme", "0"]) == 2
+    assert retrocolor.main(["colorize", str(src), "-o", str(tmp_path / "x.png"), "--scheme", "-1"]) == 2
     assert "scheme must be 1.." in capsys.readouterr().err      # one message for every number out of range
+    assert not (tmp_path / "x.png").exists()
+    # 0 is the model, as in live and play
+    assert retrocolor.main(["colorize", str(src), "-o", str(tmp_path / "m.png"), "--scheme", "0"]) == 0
+    assert np.abs(read_rgb(tmp_path / "m.png").astype(int) - _expected(shade, ab)).max() > 1
 
 
 def test_play_with_a_scheme_paints_the_game_with_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -300,6 +304,53 @@ def test_play_with_a_scheme_paints_the_game_with_it(tmp_path: Path, capsys: pyte
     assert len(np.unique(shade)) >= 3  # a real scene
     ab = scheme_ab(load(Path(retrocolor.__file__).parent / "weights" / "schemes.json"))[2]
     assert np.abs(colour.astype(int) - _expected(shade, ab)).max() <= 1
+
+
+def test_play_remembers_the_scheme_a_cartridge_ended_on(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from realtime.demo import write_demo_rom
+
+    picks = tmp_path / "cfg" / "picks.json"
+    monkeypatch.setenv("RETROCOLOR_PICKS", str(picks))
+    rom = write_demo_rom(tmp_path / "demo.gb")
+    model = str(tiny_lightness_onnx(tmp_path / "m.onnx"))
+    stats = tmp_path / "stats.json"
+
+    def run(*extra: str) -> dict:
+        assert retrocolor.main(["play", str(rom), "--model", model, "--headless", "--frames", "5", "--scale", "1",
+                                "--stats-json", str(stats), *extra]) == 0
+        return json.loads(stats.read_text())
+
+    assert run()["scheme"] is None and not picks.exists()        # nothing picked, nothing written
+    assert run("--scheme", "3")["scheme"] == 3
+    assert "colour scheme 3 remembered for" in capsys.readouterr().out
+    # the same cartridge under another name starts with it, and says so
+    renamed = tmp_path / "other-name.gb"
+    renamed.write_bytes(rom.read_bytes())
+    assert retrocolor.main(["play", str(renamed), "--model", model, "--headless", "--frames", "5", "--scale", "1",
+                            "--stats-json", str(stats)]) == 0
+    assert json.loads(stats.read_text())["scheme"] == 3
+    assert "remembered for this cartridge" in capsys.readouterr().err
+    # --no-remember neither reads nor writes; --scheme 0 is the model and forgets the pick
+    assert run("--no-remember")["scheme"] is None
+    assert run("--no-remember", "--scheme", "5")["scheme"] == 5
+    assert [e["scheme"] for e in json.loads(picks.read_text())["games"].values()] == [3]
+    assert run()["scheme"] == 3
+    assert run("--scheme", "0")["scheme"] is None
+    assert "back to the model" in capsys.readouterr().out
+    assert json.loads(picks.read_text())["games"] == {} and run()["scheme"] is None
+    # a broken picks file costs one line, never the session; the next pick replaces it
+    picks.write_text("{not json")
+    assert run("--scheme", "2")["scheme"] == 2
+    err = capsys.readouterr().err
+    assert "remembered schemes unreadable" in err and "Traceback" not in err
+    assert run()["scheme"] == 2
+    # a remembered number the schemes file no longer has is ignored
+    doc = json.loads(picks.read_text())
+    for entry in doc["games"].values():
+        entry["scheme"] = 999
+    picks.write_text(json.dumps(doc))
+    assert run()["scheme"] is None
 
 
 def test_colorize_scheme_all_writes_a_contact_sheet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
