@@ -1,6 +1,6 @@
 """What each kind of knowledge buys on games the model never saw: the bounds behind step 7's targets.
 
-    python scripts/unseen_bounds.py runs/unseen --games val --json runs/bounds_val.json
+    python scripts/unseen_bounds.py runs/unseen --games val --roms ../shared/roms --json runs/bounds_val.json
 
 For each held-out game (real monochrome twins against the game's own Color frames) it prices, as
 mse_ab / grey's (the issue's measure; medians over games):
@@ -11,6 +11,10 @@ mse_ab / grey's (the issue's measure; medians over games):
 * what a pick among palettes gets, with hindsight (a player choosing by eye at best): the best of
   the first 1, 4 and all shipped schemes, the best boot ROM palette, the best of every training
   game's palette;
+* what two signals from outside the frames buy, each a guess a tool could make without a person:
+  the mean palette of the 5 training games whose ROMs share the most code with the game's (its
+  engine: GB Studio, GBDK and the like; ``--roms``), and one colour screenshot of the game with its
+  colours sorted into shades by lightness (the 4-shade look; scored on the game's other frames);
 * what knowing the game's colours would give: its own palette (one colour per shade), and one
   colour per (8x8 tile pattern, shade) -- the ceiling of any net that paints by tile;
 * and how the best scheme looks, judged as ``evaluate`` judges a model: colourfulness against the
@@ -23,6 +27,7 @@ over the same frames; the net and the tile ceiling are measured on the pixels.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,6 +83,64 @@ def _tile_ceiling(shades: np.ndarray, ab: np.ndarray) -> float:
     return float(((mean[inv] - t) ** 2).mean() / grey) if grey > 0 else float("nan")
 
 
+@functools.cache
+def _rom_code(path: Path, width: int = 16, size: int = 0x8000) -> np.ndarray:
+    """The distinct ``width``-byte strings of a ROM's first two banks (where engines keep their code),
+    hashed; strings mostly 0x00 or 0xFF (padding) are left out.  Sorted uint64."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    b = np.frombuffer(path.read_bytes()[:size], np.uint8)
+    if len(b) < width:
+        return np.zeros(0, np.uint64)
+    w = sliding_window_view(b, width)
+    keep = ((w == 0).sum(1) <= width // 2) & ((w == 255).sum(1) <= width // 2)
+    powers = np.uint64(1099511628211) ** np.arange(width, dtype=np.uint64)  # FNV prime: wraps mod 2**64
+    return np.unique((w[keep].astype(np.uint64) * powers).sum(1, dtype=np.uint64))
+
+
+def _rom_neighbours(roms: Path, names: list[str], game: str, k: int = 5, min_jaccard: float = 0.2) -> list[int]:
+    """Indices of up to ``k`` training games (``names``) whose ROMs share the most code with ``game``'s.
+
+    Shared means strings found in at least two ROMs (a game's own data does not count), compared by
+    Jaccard; neighbours below ``min_jaccard`` (no common engine) are left out.
+    """
+    found = {}
+    for n in set(names) | {game}:
+        hits = [p for p in (roms / "dual" / f"{n}.gbc", roms / "cgb" / f"{n}.gbc") if p.is_file()]
+        if hits:
+            found[n] = _rom_code(hits[0])
+    if game not in found:
+        return []
+    allh, counts = np.unique(np.concatenate(list(found.values())), return_counts=True)
+    common = allh[counts >= 2]
+    code = {n: np.intersect1d(h, common, assume_unique=True) for n, h in found.items()}
+    g = code[game]
+    sims = np.array([len(np.intersect1d(g, code[n], assume_unique=True))
+                     / max(1, len(np.union1d(g, code[n]))) if n in code else 0.0 for n in names])
+    near = np.argsort(-sims)[:k]
+    return [int(i) for i in near if sims[i] >= min_jaccard]
+
+
+def _screenshot_ratio(rgbs: list[np.ndarray], greys: list[np.ndarray], tries: int = 5) -> float:
+    """mse_ab / grey's of the palette read off one colour frame of the game by lightness (its 4-shade
+    look), scored on the game's other frames; the median over ``tries`` frames spread over its play."""
+    from dataset.schemes import game_palette, ratio_to_grey
+
+    out = []
+    for i in np.linspace(0, len(rgbs) - 1, min(tries, len(rgbs))).round().astype(int):
+        rest = [j for j in range(len(rgbs)) if j != i]
+        if not rest:
+            break
+        shot = game_palette([rgbs[i]], [None])
+        ab = shot["ab"].copy()
+        seen = shot["share"] > 0
+        for k in np.nonzero(~seen)[0]:  # a shade the screenshot lacks takes its nearest shade's colour
+            ab[k] = ab[np.nonzero(seen)[0][np.abs(np.nonzero(seen)[0] - k).argmin()]]
+        truth = game_palette([rgbs[j] for j in rest], [greys[j] for j in rest])
+        out.append(float(ratio_to_grey(truth, ab[None])[0]))
+    return float(np.median(out)) if out else float("nan")
+
+
 def _net_ratio(session: Any, shades: np.ndarray, ab: np.ndarray) -> float:
     """mse_ab / grey's of an ONNX net (onnxruntime session) fed the shades' DMG lightness."""
     from dataset.color import DMG_LEVELS_L
@@ -90,7 +153,8 @@ def _net_ratio(session: Any, shades: np.ndarray, ab: np.ndarray) -> float:
     return float(((pred - ab) ** 2).mean() / grey) if grey > 0 else float("nan")
 
 
-def bounds(split: Path, which: str, schemes: Path, model: Path, limit: int | None) -> dict[str, Any]:
+def bounds(split: Path, which: str, schemes: Path, model: Path, limit: int | None,
+           roms: Path | None = None) -> dict[str, Any]:
     """Every held-out game of ``split/which`` priced each way (module docstring); the report."""
     import onnxruntime as ort
 
@@ -126,6 +190,14 @@ def bounds(split: Path, which: str, schemes: Path, model: Path, limit: int | Non
             "mean training palette": float(ratio_to_grey(g, train_pals.mean(0)[None])[0]),
             "scheme 1 alone": float(ratio_to_grey(g, sch[:1])[0]),
             "20 look-alike games' mean palette": float(ratio_to_grey(g, train_pals[near].mean(0)[None])[0]),
+        }
+        if roms is not None:
+            kin = _rom_neighbours(roms, names, folder.name)
+            pal = train_pals[kin].mean(0) if kin else train_pals.mean(0)
+            r["5 games sharing the most ROM code: mean palette"] = float(ratio_to_grey(g, pal[None])[0])
+            r["ROM neighbours found"] = len(kin)
+        r |= {
+            "a colour screenshot, shades by lightness": _screenshot_ratio(rgbs, greys),
             "best of schemes 1-4 (hindsight)": float(ratio_to_grey(g, sch[:4]).min()),
             f"best of the {len(sch)} schemes (hindsight)": float(ratio_to_grey(g, sch).min()),
             "best boot ROM palette (hindsight)": float(ratio_to_grey(g, boot).min()),
@@ -148,7 +220,7 @@ def bounds(split: Path, which: str, schemes: Path, model: Path, limit: int | Non
         print(folder.name, " ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in r.values()), flush=True)
     if not rows:
         raise UserError(f"no held-out game with monochrome twins under {split / which}")
-    keys = [k for k in next(iter(rows.values())) if k != "frames"]
+    keys = [k for k in next(iter(rows.values())) if k not in ("frames", "ROM neighbours found")]
     summary = {k: {"median": float(np.nanmedian([np.nan if r[k] is None else r[k] for r in rows.values()])),
                    "below_grey": int(sum(r[k] is not None and r[k] < 1 for r in rows.values()))} for k in keys}
     return {"games": which, "n": len(rows), "limit_per_game": limit, "summary": summary, "per_game": rows}
@@ -161,10 +233,12 @@ def main() -> int:
     ap.add_argument("--schemes", type=Path, default=ROOT / "weights" / "schemes.json")
     ap.add_argument("--model", type=Path, default=ROOT / "weights" / "unseen.onnx")
     ap.add_argument("--limit-per-game", type=int, default=None, help="twins per game, spread over its play")
+    ap.add_argument("--roms", type=Path, default=None,
+                    help="ROM folder (dual/, cgb/: ../shared/roms) for the ROM-code neighbours' row")
     ap.add_argument("--json", type=Path, required=True)
     a = ap.parse_args()
     try:
-        doc = bounds(a.split, a.games, a.schemes, a.model, a.limit_per_game)
+        doc = bounds(a.split, a.games, a.schemes, a.model, a.limit_per_game, a.roms)
     except UserError as e:
         print(f"unseen_bounds: error: {e}", file=sys.stderr)
         return 2
