@@ -59,7 +59,7 @@ def cmd_live(a: argparse.Namespace) -> int:
     stats = run_live(LiveOptions(
         window=a.window, region=a.region, model=a.model, scale=a.scale, borderless=a.borderless, on_top=a.on_top,
         position=a.position, seconds=a.seconds, stats_json=a.stats_json, smoothing=a.smoothing,
-        screenshot_dir=a.screenshot_dir, scheme=a.scheme or None,
+        screenshot_dir=a.screenshot_dir, scheme=a.scheme, remember=not a.no_remember,
     ))
     lat, new = stats["capture_to_display"], stats["stages"]["colorize_new_frames"]
     # repeated frames reuse their colour in microseconds: the model's own time is on the new ones
@@ -68,7 +68,14 @@ def cmd_live(a: argparse.Namespace) -> int:
     print(f"live: {stats['frames']} frames shown in {stats['seconds']:.1f} s ({stats['fps']} fps; captured "
           f"{stats['frames_captured']}{reused}); colorize p50 {new['p50_ms']} ms on the {new['n']} new frames; "
           f"capture-to-display p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms")
-    _next_time_hint("live", stats.get("scheme"), a.scheme, "retrocolor live")
+    kept = stats.get("scheme_remembered")
+    if kept == "remembered":
+        print(f"live: colour scheme {stats['scheme']} remembered with this game's screens: next time live "
+              "recognises the game and starts with it (--scheme 0: the model)")
+    elif kept == "forgot":
+        print("live: this game is back to the model (its remembered scheme is forgotten)")
+    else:
+        _next_time_hint("live", stats.get("scheme"), a.scheme, "retrocolor live")
     if a.stats_json:
         print(f"stats: {a.stats_json}")
     return 0
@@ -247,7 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--smoothing", type=float, default=0.0,
                     help="temporal smoothing of the colours, 0 <= S < 1 (default 0)")
     sp.add_argument("--screenshot-dir", type=Path, default=Path("."), help="where P writes screenshots (default .)")
-    sp.add_argument("--scheme", type=_scheme, default=None, metavar="N", help=SCHEME_HELP)
+    sp.add_argument("--scheme", type=_scheme, default=None, metavar="N",
+                    help=SCHEME_HELP + "; without it, the scheme you left a game on, once live recognises its screens")
+    sp.add_argument("--no-remember", action="store_true",
+                    help="neither recognise games you left on a scheme nor keep the one this ends on "
+                         "(kept in $XDG_CONFIG_HOME/retrocolor/picks.json, or $RETROCOLOR_PICKS)")
 
     # play
     sp = add("play", cmd_play, "play a Game Boy ROM in PyBoy, colorized live")

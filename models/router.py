@@ -32,6 +32,8 @@ import numpy as np
 
 from dataset.color import DMG_LEVELS_L
 from utils.errors import UserError
+from utils.tiles import WINDOW, window_weights
+from utils.tiles import window_hashes as tile_window_hashes
 
 #: Histogram bins: the lightness level ``round(L / 100 * 255)``, as ``models.archs.UNetLut`` uses.
 LEVELS = 256
@@ -318,8 +320,9 @@ def _replace_4shade(router: str | Path, new_path: str | Path, which: str, meta: 
 
 
 # ------------------------------------------------------------------ the known-game gate (4-shade input)
-#: The gate hashes every 8x8 window of a frame's shade indices (a Game Boy tile, at any scroll).
-GATE_WINDOW = 8
+#: The gate hashes every 8x8 window of a frame's shade indices (a Game Boy tile, at any scroll:
+#: :mod:`utils.tiles`).
+GATE_WINDOW = WINDOW
 #: The graph hashes the windows at every 4th row and column (1/16 of them: ample for a share, and
 #: the table holds every offset, so any scroll matches); tables are built from every window.
 GATE_STRIDE = 4
@@ -332,10 +335,8 @@ DEFAULT_GATE_THRESHOLD = 0.8
 
 
 def gate_weights(seed: int = 0) -> np.ndarray:
-    """(8, 8) integer hash weights below 2**16: every partial sum of ``shade * weight`` over a
-    window stays below 2**24, so a float32 Conv computes the hash exactly."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(1, 1 << 16, size=(GATE_WINDOW, GATE_WINDOW)).astype(np.int64)
+    """The gate's (8, 8) hash weights (:func:`utils.tiles.window_weights`)."""
+    return window_weights(seed)
 
 
 def shade_index(L: np.ndarray) -> np.ndarray:
@@ -348,18 +349,8 @@ def shade_index(L: np.ndarray) -> np.ndarray:
 
 def window_hashes(shades: np.ndarray, bits: int = GATE_BITS, seed: int = 0,
                   stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Hash of the 8x8 windows (every ``stride``-th) of a (H, W) shade-index image, and whether
-    each window counts.
-
-    Windows of one shade (blank sky, black borders) are in every game, so they carry no evidence:
-    a window counts unless its raw hash is a multiple of the weights' sum, which every uniform
-    window's is (``shade * sum``); a two-shade window lands there with odds of about 1 in 2**21.
-    """
-    s = np.asarray(shades, np.int64)
-    win = np.lib.stride_tricks.sliding_window_view(s, (GATE_WINDOW, GATE_WINDOW))[::stride, ::stride]
-    w = gate_weights(seed)
-    raw = np.tensordot(win, w, axes=([2, 3], [0, 1]))
-    return raw % (1 << bits), raw % int(w.sum()) != 0
+    """:func:`utils.tiles.window_hashes` at the gate's table size (``bits``)."""
+    return tile_window_hashes(shades, bits, seed, stride)
 
 
 def known_windows(shade_frames: Sequence[np.ndarray] | np.ndarray, bits: int = GATE_BITS,

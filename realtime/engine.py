@@ -431,6 +431,13 @@ class Colorizer:
         ab = scheme_ab(self.schemes)[n - 1]                                 # (4, 2), shade 0 = black
         self._scheme_state = (n, np.ascontiguousarray(ab.T, dtype=np.float32))  # (2, 4) by shade
 
+    def last_shades(self) -> np.ndarray | None:
+        """The last frame's native shade picture, (h, w) uint8, 0 = black .. 3 = white, if it was a
+        monochrome frame (None for a colour one): what tells one game from another (``realtime.picks``)."""
+        if self.active_palette is None or self._prev_l is None:
+            return None
+        return np.searchsorted(_DMG_MIDS, self._prev_l).astype(np.uint8)
+
     def scheme_info(self) -> dict[str, Any] | None:
         """The active scheme's entry of the schemes document (preview colours, source game), or None."""
         n = self.scheme

@@ -43,6 +43,7 @@ from capture.window import (
     screen_rect,
     window_state,
 )
+from realtime import picks
 from realtime.display import GB_FPS, KEY_HELP, SIDE_GAP, Display, Pacer, stage_stats
 from realtime.viewer import (
     Viewer,
@@ -77,7 +78,8 @@ class LiveOptions:
     seconds: float | None = None
     stats_json: Path | None = None
     smoothing: float = 0.0
-    scheme: int | None = None  # a colour scheme for monochrome games (1-based); None: the model
+    scheme: int | None = None  # a colour scheme (1-based); 0: the model; None: the model, or a remembered one
+    remember: bool = True  # recognise a game whose scheme a past session kept; keep the one this ends on
     threads: int = 1
     screenshot_dir: Path = field(default_factory=Path.cwd)
     fps: float = GB_FPS
@@ -389,6 +391,7 @@ class LiveSession:
         self.view = Viewer("live", model_names(opts.model), screenshot_dir=opts.screenshot_dir)
         self.want_model: int | None = None
         self.same = SameFrame()
+        self.recall: picks.LiveRecall | None = None  # the remembered games' screens (set in run)
         self.finder = ScreenFinder(log=lambda m: print(m, file=sys.stderr))
         self.errors: list[str] = []
         self.t_capture: list[float] = []
@@ -524,6 +527,10 @@ class LiveSession:
                 self.t_colorize.append(t3 - t2)
                 if self.same.reused == reused:   # a new frame: the model ran
                     self.t_colorize_new.append(t3 - t2)
+                    if self.recall is not None:
+                        shades = self.colorizer.last_shades()
+                        if shades is not None:
+                            self.recall.add(shades)  # sets recall.matched: the window thread applies it
                 self.n_colored += 1
                 self.colored.put(Colored(self.n_captured, t0, native, colour))
                 pacer.wait()
@@ -576,8 +583,11 @@ class LiveSession:
         msg = self.pick_source(self.screen)
         self.failed = False
         print(f"live: {msg}", file=sys.stderr)
-        self.colorizer = make_colorizer(self.view.model, threads=o.threads, smoothing=o.smoothing, scheme=o.scheme)
+        self.colorizer = make_colorizer(self.view.model, threads=o.threads, smoothing=o.smoothing,
+                                        scheme=o.scheme or None)
         self.view.scheme, self.view.scheme_count = o.scheme or 0, scheme_count(self.colorizer, "live")
+        self.recall = picks.LiveRecall.load(self.view.scheme_count) if o.remember and self.view.scheme_count else None
+        recall_open = self.recall is not None and o.scheme is None  # a match may still set the scheme
         print(f"live: model {self.view.model}; monochrome frames painted by {scheme_label(self.colorizer)}",
               file=sys.stderr)
         print(f"live: {LIVE_HELP}", file=sys.stderr)
@@ -619,6 +629,13 @@ class LiveSession:
                 relayout = relayout or "layout" in changed
                 if "model" in changed:
                     self.want_model = view.model_idx  # loaded by the inference thread
+                if recall_open and self.recall is not None and ("scheme" in changed or self.recall.matched):
+                    recall_open = False  # the player's C wins; a match applies once
+                    if "scheme" not in changed and self.recall.matched is not None:
+                        view.scheme = self.recall.matched[1]  # the inference thread applies it, as C's
+                        print(f"live: a game you left on a colour scheme before: painted by "
+                              f"{scheme_label(self.colorizer, view.scheme)} (C changes it; --scheme 0 "
+                              "starts with the model)", file=sys.stderr)
                 if "scheme" in changed:
                     # the inference thread applies it (it also owns model switches: no race with M)
                     print(f"live: monochrome frames painted by {scheme_label(self.colorizer, view.scheme)}",
@@ -659,6 +676,10 @@ class LiveSession:
             display.close()
         elapsed = time.perf_counter() - start
         stats = self._stats(elapsed)
+        if self.recall is not None:
+            title = self.source.title if self.source is not None else "a screen region"
+            stats["recognised"] = self.recall.matched is not None
+            stats["scheme_remembered"] = self.recall.save(view.scheme or None, title)
         if o.stats_json is not None:
             atomic_write_json(o.stats_json, stats)
         return stats
@@ -747,7 +768,7 @@ def run_live(opts: LiveOptions) -> dict[str, Any]:
     Returns the statistics (also written to ``opts.stats_json``).  A failure inside a worker
     thread (e.g. a model that cannot be loaded) is raised as :class:`UserError` after cleanup.
     """
-    check_scheme(opts.scheme)  # a bad --scheme is said before any window is searched for
+    check_scheme(opts.scheme or None)  # a bad --scheme is said before any window is searched for
     session = LiveSession(opts)
     # SDL turns SIGTERM and SIGINT into a window-close event, which would be reported as "window
     # closed by the user"; with our own handlers installed first, SDL leaves them alone.

@@ -55,6 +55,7 @@ def setting(tmp_path_factory):
 
 
 def _live(env: dict, *args: str) -> subprocess.Popen:
+    env = dict(env, RETROCOLOR_PICKS=os.environ["RETROCOLOR_PICKS"])  # this test's own remembered schemes
     return subprocess.Popen([PY, str(ROOT / "retrocolor.py"), "live", "--window", "mGBA", *args], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -129,6 +130,32 @@ def test_live_paints_with_a_colour_scheme_and_c_moves_to_the_next(setting, tmp_p
         # every colour on screen is one of the scheme's four (to a code value of rounding)
         assert np.abs(got[:, None] - want[None]).max(-1).min(1).max() <= 1, (k, got, want)
         assert len(got) >= 2
+
+
+def test_live_recognises_a_game_left_on_a_scheme(setting, tmp_path):
+    """A session that ends on a scheme keeps it with the game's screens; the next one recognises the
+    game (mGBA's window says only "mGBA") and starts painting with it; --scheme 0 ends on the model
+    and forgets it."""
+    env, _, _ = setting
+    stats = tmp_path / "stats.json"
+
+    def run(*args: str) -> tuple[str, dict]:
+        err, _ = _drive(env, ["--seconds", "5", "--stats-json", str(stats), *args], [], tmp_path / "shots")
+        return err, json.loads(stats.read_text())
+
+    err, s = run()
+    assert s["scheme"] is None and s["recognised"] is False and s["scheme_remembered"] is None, err
+    err, s = run("--scheme", "4")
+    assert s["scheme_remembered"] == "remembered", err
+    err, s = run()
+    assert s["recognised"] is True and s["scheme"] == 4, err
+    assert "a game you left on a colour scheme before: painted by scheme 4 of" in err
+    err, s = run("--no-remember")
+    assert s["scheme"] is None and "recognised" not in s, err
+    err, s = run("--scheme", "0")
+    assert s["scheme"] is None and s["scheme_remembered"] == "forgot", err
+    err, s = run()
+    assert s["scheme"] is None and s["recognised"] is False, err
 
 
 def test_live_ends_cleanly_when_mgba_closes(setting, tmp_path):
