@@ -68,22 +68,23 @@ def cmd_live(a: argparse.Namespace) -> int:
     print(f"live: {stats['frames']} frames shown in {stats['seconds']:.1f} s ({stats['fps']} fps; captured "
           f"{stats['frames_captured']}{reused}); colorize p50 {new['p50_ms']} ms on the {new['n']} new frames; "
           f"capture-to-display p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms")
-    kept = stats.get("scheme_remembered")
-    if kept == "remembered":
-        print(f"live: colour scheme {stats['scheme']} remembered with this game's screens: next time live "
-              "recognises the game and starts with it (--scheme 0: the model)")
-    elif kept == "forgot":
-        print("live: this game is back to the model (its remembered scheme is forgotten)")
-    else:
-        _next_time_hint("live", stats.get("scheme"), a.scheme, "retrocolor live")
+    _remembered("live", stats, a.scheme, "retrocolor live",
+                "live knows the game by its screens next time and starts with it")
     if a.stats_json:
         print(f"stats: {a.stats_json}")
     return 0
 
 
-def _next_time_hint(command: str, ended: int | None, asked: int | None, rerun: str) -> None:
-    """After C picked a scheme the command was not started with: the flag that starts with it."""
-    if ended and ended != asked:
+def _remembered(command: str, stats: dict, asked: int | None, rerun: str, next_time: str) -> None:
+    """What the session kept of the player's pick; where it kept nothing, after C picked a scheme the
+    command was not started with, the flag that starts with it."""
+    kept, ended = stats.get("scheme_remembered"), stats.get("scheme")
+    if kept == "remembered":
+        print(f"{command}: colour scheme {ended} remembered: {next_time} (--scheme 0 starts with the model; "
+              "ending on the model forgets the pick)")
+    elif kept == "forgot":
+        print(f"{command}: ended on the model, so the scheme remembered for this game is forgotten")
+    elif ended and ended != asked:
         print(f"{command}: you ended on colour scheme {ended}; to start with it next time: {rerun} --scheme {ended}")
 
 
@@ -93,14 +94,9 @@ def cmd_play(a: argparse.Namespace) -> int:
     res = play(a.rom, PlayOptions(model=a.model, headless=a.headless, frames=a.frames, seconds=a.seconds,
                                   record=a.record, scale=a.scale, side_by_side=a.side_by_side,
                                   stats_json=a.stats_json, smoothing=a.smoothing, scheme=a.scheme,
-                                  remember=not a.no_remember))
+                                  remember=not (a.no_remember or a.headless)))
     print(res.summary())
-    ended, title = res.stats.get("scheme"), res.stats.get("title") or Path(a.rom).name
-    if res.stats.get("scheme_remembered"):
-        print(f"play: colour scheme {ended} remembered for {title!r}: it starts with it next time "
-              "(--scheme 0: the model)" if ended else f"play: {title!r} is back to the model (its scheme is forgotten)")
-    elif a.no_remember:
-        _next_time_hint("play", ended, a.scheme, f"retrocolor play {a.rom}")
+    _remembered("play", res.stats, a.scheme, f"retrocolor play {a.rom}", "this cartridge starts with it next time")
     return 0
 
 

@@ -225,7 +225,7 @@ def check_number(doc: dict[str, Any], value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise UserError(f"scheme must be a number, got {value!r}")
     if not 1 <= int(value) <= n:
-        raise UserError(f"scheme must be 1..{n}, got {value}")
+        raise UserError(f"scheme must be 1..{n} (0: the model), got {value}")
     return int(value)
 
 

@@ -422,7 +422,7 @@ class Colorizer:
 
     @scheme.setter
     def scheme(self, value: int | None) -> None:
-        if value is None:
+        if value is None or (not isinstance(value, bool) and value == 0):  # 0 is the model, as --scheme 0
             self._scheme_state = None
             return
         from dataset.schemes import check_number, scheme_ab

@@ -79,7 +79,7 @@ class LiveOptions:
     stats_json: Path | None = None
     smoothing: float = 0.0
     scheme: int | None = None  # a colour scheme (1-based); 0: the model; None: the model, or a remembered one
-    remember: bool = True  # recognise a game whose scheme a past session kept; keep the one this ends on
+    remember: bool = False  # recognise a game whose scheme a past session kept; keep the one this ends on
     threads: int = 1
     screenshot_dir: Path = field(default_factory=Path.cwd)
     fps: float = GB_FPS
@@ -391,6 +391,7 @@ class LiveSession:
         self.view = Viewer("live", model_names(opts.model), screenshot_dir=opts.screenshot_dir)
         self.want_model: int | None = None
         self.same = SameFrame()
+        self.picks: picks.PicksFile | None = None      # the remembered schemes (set in run)
         self.recall: picks.LiveRecall | None = None  # the remembered games' screens (set in run)
         self.finder = ScreenFinder(log=lambda m: print(m, file=sys.stderr))
         self.errors: list[str] = []
@@ -586,7 +587,9 @@ class LiveSession:
         self.colorizer = make_colorizer(self.view.model, threads=o.threads, smoothing=o.smoothing,
                                         scheme=o.scheme or None)
         self.view.scheme, self.view.scheme_count = o.scheme or 0, scheme_count(self.colorizer, "live")
-        self.recall = picks.LiveRecall.load(self.view.scheme_count) if o.remember and self.view.scheme_count else None
+        self.picks = picks.PicksFile("live", picks.scheme_games(self.colorizer.schemes)) \
+            if o.remember and self.view.scheme_count else None
+        self.recall = picks.LiveRecall.load(self.picks) if self.picks is not None else None
         recall_open = self.recall is not None and o.scheme is None  # a match may still set the scheme
         print(f"live: model {self.view.model}; monochrome frames painted by {scheme_label(self.colorizer)}",
               file=sys.stderr)
@@ -679,7 +682,7 @@ class LiveSession:
         if self.recall is not None:
             title = self.source.title if self.source is not None else "a screen region"
             stats["recognised"] = self.recall.matched is not None
-            stats["scheme_remembered"] = self.recall.save(view.scheme or None, title)
+            stats["scheme_remembered"] = self.recall.save(self.picks, view.scheme or None, title)
         if o.stats_json is not None:
             atomic_write_json(o.stats_json, stats)
         return stats

@@ -13,8 +13,15 @@ one small JSON file: ``$RETROCOLOR_PICKS`` if set, else ``$XDG_CONFIG_HOME/retro
   (:data:`MATCH_SHARE`) windows of one remembered game gets that game's scheme
   (:class:`LiveRecall`; measured on 109 rendered games by ``scripts/recall_check.py``, README).
 
-A missing or unreadable file is never an error: the player gets the model, one line says why,
-and the next pick writes a fresh file.  Writes are atomic, so a crash never leaves half a file.
+A pick names its scheme by the game whose palette it is (``game`` in ``weights/schemes.json``),
+not only by number, so a rebuilt schemes file never paints a remembered game with another palette:
+a pick whose scheme is gone is said in one line and the model paints the game.
+
+The file is read once per session (:class:`PicksFile`) and written once at its end, re-read just
+before (so two sessions one after the other keep both picks; two at once: the last to end wins).
+A damaged file is never an error and never lost: one line says so, the player gets the model, and
+the next pick moves it aside (``picks.json.bad``) before writing a fresh one.  A file that cannot
+be read or written (permissions) is left as it is.  Writes are atomic.
 """
 
 from __future__ import annotations
@@ -51,57 +58,87 @@ def rom_key(rom: str | os.PathLike[str]) -> str:
     return "sha1:" + hashlib.sha1(Path(rom).read_bytes()).hexdigest()
 
 
-def _read(path: Path, command: str) -> dict[str, Any]:
-    """The picks document, or an empty one (saying why on stderr when a file is there but unreadable)."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {"version": VERSION, "games": {}}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        print(f"{command}: remembered schemes unreadable ({path}: {e}); starting with none", file=sys.stderr)
-        return {"version": VERSION, "games": {}}
-    if not isinstance(doc, dict) or not isinstance(doc.get("games"), dict):
-        print(f"{command}: remembered schemes unreadable ({path}: not a picks file); starting with none",
-              file=sys.stderr)
-        return {"version": VERSION, "games": {}}
-    return doc
+def scheme_games(schemes: dict[str, Any] | None) -> list[str]:
+    """The game each scheme (by number - 1) is the palette of: what a pick keeps to name it."""
+    return [str(sc.get("game", "")) for sc in (schemes or {}).get("schemes", [])]
 
 
-def recall(key: str, count: int, command: str = "play") -> int | None:
-    """The scheme remembered for ``key``, or None (none kept, or a number the ``count`` schemes lack)."""
-    entry = _read(picks_path(), command)["games"].get(key)
-    n = entry.get("scheme") if isinstance(entry, dict) else None
-    return n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= count else None
+class PicksFile:
+    """The picks of one session: read once (:meth:`scheme_for`, :meth:`entries`), written once (:meth:`keep`).
 
-
-def remember(key: str, scheme: int | None, title: str, command: str = "play",
-             entry: dict[str, Any] | None = None) -> bool:
-    """Keep ``scheme`` for ``key`` (None forgets it: the model paints the game).  True if the file changed.
-
-    ``entry``: the whole record to keep (live adds the game's screen fingerprint); default the
-    scheme and title.
-
-    A file that cannot be written costs one line on stderr, never the session's result.
+    ``games``: the game each scheme number paints with (:func:`scheme_games`).
     """
-    path = picks_path()
-    doc = _read(path, command)
-    games = doc["games"]
-    old = games.get(key)
-    if scheme:
-        new = entry if entry is not None else {"scheme": int(scheme), "title": title}
-        if old == new:
+
+    def __init__(self, command: str, games: list[str]) -> None:
+        self.command, self.scheme_games = command, games
+        self.path = picks_path()
+        self.state, self.entries = self._read(say=True)
+
+    def _read(self, say: bool) -> tuple[str, dict[str, Any]]:
+        """("ok" | "damaged" | "unreadable", the games' entries); ``say``: one line on stderr if not ok."""
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return "ok", {}
+        except OSError as e:
+            if say:
+                print(f"{self.command}: remembered schemes unreadable ({self.path}: {e.strerror or e}); "
+                      "none used, none kept", file=sys.stderr)
+            return "unreadable", {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            why = str(e)
+        else:
+            if isinstance(doc, dict) and isinstance(doc.get("games"), dict):
+                return "ok", doc["games"]
+            why = "not a picks file"
+        if say:
+            print(f"{self.command}: remembered schemes damaged ({self.path}: {why}); none used "
+                  f"(a new pick keeps the old file as {self.path.name}.bad)", file=sys.stderr)
+        return "damaged", {}
+
+    def scheme_for(self, key: str) -> int | None:
+        """The scheme number remembered for ``key``: found by the game it names, else None (saying
+        why when the pick names a scheme this schemes file lacks)."""
+        entry = self.entries.get(key)
+        if not isinstance(entry, dict):
+            return None
+        game, n = entry.get("game"), entry.get("scheme")
+        if isinstance(game, str) and game in self.scheme_games:
+            return self.scheme_games.index(game) + 1
+        if game is None and isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= len(self.scheme_games):
+            return n  # a hand-written pick: by number
+        print(f"{self.command}: the scheme remembered for this game ({game or n}) is not among the "
+              f"{len(self.scheme_games)} schemes now; the model paints it", file=sys.stderr)
+        return None
+
+    def entry(self, scheme: int, title: str, **more: Any) -> dict[str, Any]:
+        """The record a pick keeps: the scheme's number and the game it names, the title, ``more``."""
+        return {"scheme": int(scheme), "game": self.scheme_games[scheme - 1], "title": title, **more}
+
+    def keep(self, key: str, entry: dict[str, Any] | None) -> bool:
+        """Keep ``entry`` for ``key`` (None forgets it); True if the file changed.  Never raises:
+        a file that cannot be written costs one line on stderr, never the session's result."""
+        state, games = self._read(say=False)   # another session may have written since we read
+        if state == "unreadable":
+            print(f"{self.command}: could not remember the scheme ({self.path} is unreadable)", file=sys.stderr)
             return False
-        games[key] = new
-    elif key in games:
-        del games[key]
-    else:
-        return False
-    try:
-        atomic_write_json(path, {"version": VERSION, "games": games})
-    except (OSError, UserError) as e:
-        print(f"{command}: could not remember the scheme ({path}: {e})", file=sys.stderr)
-        return False
-    return True
+        if entry is None:
+            if key not in games:
+                return False
+            del games[key]
+        elif games.get(key) == entry:
+            return False
+        else:
+            games[key] = entry
+        try:
+            if state == "damaged":
+                os.replace(self.path, self.path.with_name(self.path.name + ".bad"))
+                print(f"{self.command}: the damaged picks file is kept as {self.path.name}.bad", file=sys.stderr)
+            atomic_write_json(self.path, {"version": VERSION, "games": games})
+        except (OSError, UserError) as e:
+            print(f"{self.command}: could not remember the scheme ({self.path}: {e})", file=sys.stderr)
+            return False
+        return True
 
 
 # --------------------------------------------------------------------------- live: a game told by its screens
@@ -170,17 +207,32 @@ class LiveRecall:
         self._frames: list[np.ndarray] = []
         self._every = 1
         self._count = 0
+        # Every game's windows in one sorted array (with the game they belong to), so a frame's
+        # new windows are looked up once whatever the number of games; per game, how many of the
+        # session's windows it holds (``_hits``) out of those in its hash range (``_asked``).
+        self._keys = [k for k, (_, w) in games.items() if len(w)]
+        parts = [np.asarray(games[k][1], np.uint32) for k in self._keys]
+        ids = np.concatenate([np.full(len(w), i) for i, w in enumerate(parts)]) if parts else np.zeros(0, int)
+        allw = np.concatenate(parts) if parts else np.zeros(0, np.uint32)
+        order = np.argsort(allw, kind="stable")
+        self._all, self._ids = allw[order], ids[order]
+        # a capped fingerprint (bottom-k) speaks only for hashes up to its largest
+        self._limit = np.array([w[-1] if len(w) >= MAX_WINDOWS else np.iinfo(np.uint32).max for w in parts],
+                               np.uint32)
+        self._hits = np.zeros(len(parts), np.int64)
+        self._asked = np.zeros(len(parts), np.int64)
 
     @classmethod
-    def load(cls, count: int, command: str = "live") -> LiveRecall:
-        """The remembered live games whose scheme is one of the ``count`` schemes."""
+    def load(cls, picks: PicksFile) -> LiveRecall:
+        """The remembered live games (those kept with screens) whose scheme this schemes file has."""
         games = {}
-        for key, entry in _read(picks_path(), command)["games"].items():
+        for key, entry in picks.entries.items():
             if not (isinstance(entry, dict) and "windows" in entry):
                 continue
-            n, w = entry.get("scheme"), _decode(entry.get("windows"))
-            if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= count and w is not None:
-                games[key] = (n, w)
+            w = _decode(entry.get("windows"))
+            game = entry.get("game")
+            if w is not None and isinstance(game, str) and game in picks.scheme_games:
+                games[key] = (picks.scheme_games.index(game) + 1, w)
         return cls(games)
 
     def add(self, shades: np.ndarray) -> None:
@@ -190,29 +242,33 @@ class LiveRecall:
             self._frames.append(np.asarray(shades, np.uint8))
             if len(self._frames) >= KEEP_FRAMES:
                 self._frames, self._every = self._frames[::2], self._every * 2
-        if self.matched is not None or not self.games or self._tried >= TRY_FRAMES:
+        if self.matched is not None or not self._keys or self._tried >= TRY_FRAMES:
             return
         self._tried += 1
-        self._seen.update(_kept(shades, QUERY_STRIDE).tolist())
-        if len(self._seen) >= MIN_WINDOWS:
-            self.matched = self.match(np.fromiter(self._seen, np.uint32, len(self._seen)), self.games)
+        new = np.array(sorted(set(_kept(shades, QUERY_STRIDE).tolist()) - self._seen), np.uint32)
+        if not len(new):
+            return
+        self._seen.update(new.tolist())
+        lo = np.searchsorted(self._all, new, "left")
+        hi = np.searchsorted(self._all, new, "right")
+        n = hi - lo
+        if n.any():
+            at = np.repeat(lo, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
+            np.add.at(self._hits, self._ids[at], 1)
+        self._asked += (new[:, None] <= self._limit[None]).sum(0)
+        self.matched = self._best()
 
-    @staticmethod
-    def match(seen: np.ndarray, games: dict[str, tuple[int, np.ndarray]]) -> tuple[str, int] | None:
-        """The game most of ``seen`` (kept window hashes) belongs to, if any reaches :data:`MATCH_SHARE`."""
-        best, share = None, 0.0
-        for key, (n, w) in games.items():
-            if not len(w):
-                continue
-            q = seen if len(w) < MAX_WINDOWS else seen[seen <= w[-1]]  # a capped print: its hash range
-            if len(q) < MIN_WINDOWS:
-                continue
-            sh = float(np.isin(q, w).mean())
-            if sh > share:
-                best, share = (key, n), sh
-        return best if share >= MATCH_SHARE else None
+    def _best(self) -> tuple[str, int] | None:
+        """The game most of the session's windows belong to, if one holds :data:`MATCH_SHARE` of
+        at least :data:`MIN_WINDOWS` of them."""
+        share = np.where(self._asked >= MIN_WINDOWS, self._hits / np.maximum(self._asked, 1), 0.0)
+        i = int(np.argmax(share))
+        if share[i] < MATCH_SHARE:
+            return None
+        key = self._keys[i]
+        return key, self.games[key][0]
 
-    def save(self, scheme: int | None, title: str, command: str = "live") -> str | None:
+    def save(self, picks: PicksFile, scheme: int | None, title: str) -> str | None:
         """Keep ``scheme`` for this session's game (None forgets a matched game); what happened, or None.
 
         Returns "remembered" (a new game or a changed pick), "forgot", or None (nothing to keep:
@@ -220,13 +276,12 @@ class LiveRecall:
         """
         key = self.matched[0] if self.matched else None
         if not scheme:
-            return "forgot" if key is not None and remember(key, None, title, command) else None
+            return "forgot" if key is not None and picks.keep(key, None) else None
         if not self._frames:
             return None
         old = self.games.get(key)[1] if key is not None else None
         windows = fingerprint(self._frames, old)
         if key is None:
             key = "screens:" + hashlib.sha1(windows.tobytes()).hexdigest()[:16]
-        entry = {"scheme": int(scheme), "title": title, "when": time.strftime("%Y-%m-%d"),
-                 "windows": _encode(windows)}
-        return "remembered" if remember(key, scheme, title, command, entry) else None
+        entry = picks.entry(scheme, title, when=time.strftime("%Y-%m-%d"), windows=_encode(windows))
+        return "remembered" if picks.keep(key, entry) else None

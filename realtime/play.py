@@ -48,7 +48,8 @@ class PlayOptions:
     stats_json: Path | None = None
     smoothing: float = 0.0
     scheme: int | None = None  # a colour scheme (1-based); 0: the model; None: the one remembered, else the model
-    remember: bool = True  # start with the scheme remembered for this cartridge, and keep the one it ends on
+    remember: bool = False  # start with the scheme remembered for this cartridge, keep the one it ends on
+    # (the CLI's windowed sessions; a headless run or a library call depends on no hidden state)
     threads: int = 1
     skip_frames: int = 0  # emulate this many frames first, unseen (the demo skips the boot animation)
 
@@ -101,13 +102,15 @@ def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
     view = Viewer("play", model_names(opts.model), side=opts.side_by_side)
     colorizer = make_colorizer(view.model, threads=opts.threads, smoothing=opts.smoothing, scheme=opts.scheme or None)
     view.scheme, view.scheme_count = opts.scheme or 0, scheme_count(colorizer, "play")
-    key = picks.rom_key(rom) if opts.remember and view.scheme_count else None
-    if key is not None and opts.scheme is None:
-        kept = picks.recall(key, view.scheme_count)
-        if kept:
-            colorizer.scheme = view.scheme = kept
-            print(f"play: {scheme_label(colorizer)}, remembered for this cartridge "
-                  "(--scheme 0 starts with the model)", file=sys.stderr)
+    kept = None
+    if opts.remember and view.scheme_count:
+        kept = picks.PicksFile("play", picks.scheme_games(colorizer.schemes))
+        key = picks.rom_key(rom)
+        n = kept.scheme_for(key) if opts.scheme is None else None
+        if n:
+            colorizer.scheme = view.scheme = n
+            print(f"play: monochrome frames painted by {scheme_label(colorizer)}: remembered for this "
+                  "cartridge (--scheme 0: the model; --no-remember: this once)", file=sys.stderr)
 
     import cv2
 
@@ -236,9 +239,11 @@ def play(rom: str | Path, opts: PlayOptions) -> PlayResult:
         "engine_timings": engine_timings(colorizer),
         "video": str(video_path) if video_path else None,
     }
-    if key is not None:
+    if kept is not None:
         # the pick it ends on is the one to start with next time; ending on the model forgets it
-        stats["scheme_remembered"] = picks.remember(key, view.scheme or None, info.title)
+        title = info.title or Path(rom).name
+        changed = kept.keep(key, kept.entry(view.scheme, title) if view.scheme else None)
+        stats["scheme_remembered"] = ("remembered" if view.scheme else "forgot") if changed else None
     if opts.stats_json is not None:
         atomic_write_json(opts.stats_json, stats)
     return PlayResult(frames=frames, seconds=elapsed, model=view.model, video=video_path, png=png, stats=stats)

@@ -12,8 +12,9 @@ mse_ab / grey's (the issue's measure; medians over games):
   the first 1, 4 and all shipped schemes, the best boot ROM palette, the best of every training
   game's palette;
 * what two signals from outside the frames buy, each a guess a tool could make without a person:
-  the mean palette of the 5 training games whose ROMs share the most code with the game's (its
-  engine: GB Studio, GBDK and the like; ``--roms``), and one colour screenshot of the game with its
+  the mean palette of the (up to 5) training games whose ROMs share the most code with the game's
+  (its engine: GB Studio, GBDK and the like; ``--roms``; Jaccard >= 0.2, else the mean of all
+  training palettes), and one colour screenshot of the game with its
   colours sorted into shades by lightness (the 4-shade look; scored on the game's other frames);
 * what knowing the game's colours would give: its own palette (one colour per shade), and one
   colour per (8x8 tile pattern, shade) -- the ceiling of any net that paints by tile;
@@ -137,7 +138,9 @@ def _screenshot_ratio(rgbs: list[np.ndarray], greys: list[np.ndarray], tries: in
         for k in np.nonzero(~seen)[0]:  # a shade the screenshot lacks takes its nearest shade's colour
             ab[k] = ab[np.nonzero(seen)[0][np.abs(np.nonzero(seen)[0] - k).argmin()]]
         truth = game_palette([rgbs[j] for j in rest], [greys[j] for j in rest])
-        out.append(float(ratio_to_grey(truth, ab[None])[0]))
+        r = float(ratio_to_grey(truth, ab[None])[0])
+        if np.isfinite(r):  # the other frames all grey: no ratio
+            out.append(r)
     return float(np.median(out)) if out else float("nan")
 
 
@@ -194,7 +197,7 @@ def bounds(split: Path, which: str, schemes: Path, model: Path, limit: int | Non
         if roms is not None:
             kin = _rom_neighbours(roms, names, folder.name)
             pal = train_pals[kin].mean(0) if kin else train_pals.mean(0)
-            r["5 games sharing the most ROM code: mean palette"] = float(ratio_to_grey(g, pal[None])[0])
+            r["up to 5 games sharing ROM code (else the mean): mean palette"] = float(ratio_to_grey(g, pal[None])[0])
             r["ROM neighbours found"] = len(kin)
         r |= {
             "a colour screenshot, shades by lightness": _screenshot_ratio(rgbs, greys),

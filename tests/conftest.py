@@ -3,7 +3,9 @@ Helpers: tests/helpers.py."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,7 +15,9 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 # play remembers a cartridge's colour scheme in the user's config folder: never the tester's own
 # (and each test gets its own file below, so one test's pick never starts another's game)
-os.environ["RETROCOLOR_PICKS"] = str(Path(tempfile.mkdtemp(prefix="retrocolor-picks-")) / "picks.json")
+_PICKS_DIR = tempfile.mkdtemp(prefix="retrocolor-picks-")
+atexit.register(shutil.rmtree, _PICKS_DIR, True)
+os.environ["RETROCOLOR_PICKS"] = str(Path(_PICKS_DIR) / "picks.json")
 
 from helpers import ROOT, shared_path  # noqa: E402
 

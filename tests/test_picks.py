@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from realtime import picks
-from realtime.picks import MIN_WINDOWS, LiveRecall, fingerprint
+from realtime.picks import MIN_WINDOWS, LiveRecall, PicksFile, fingerprint
 
 
 def _game(seed: int, tiles: int = 48) -> np.ndarray:
@@ -63,34 +63,43 @@ def test_save_keeps_the_pick_with_the_screens_and_a_model_ending_forgets_it(tmp_
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "picks.json"
     monkeypatch.setenv("RETROCOLOR_PICKS", str(path))
+    sixteen = [f"game-{i}" for i in range(1, 17)]          # the game each scheme is the palette of
+
+    def session() -> tuple[PicksFile, LiveRecall]:
+        f = PicksFile("live", sixteen)
+        return f, LiveRecall.load(f)
+
     a = _game(1)
-    first = LiveRecall.load(16)
+    f, first = session()
     assert first.games == {}
-    assert first.save(None, "mGBA") is None and not path.exists()      # nothing picked, nothing kept
+    assert first.save(f, None, "mGBA") is None and not path.exists()      # nothing picked, nothing kept
     for i in range(30):
         first.add(_screen(a, i))
-    assert first.save(7, "mGBA") == "remembered"
-    doc = json.loads(path.read_text())
-    (key, entry), = doc["games"].items()
-    assert key.startswith("screens:") and entry["scheme"] == 7 and entry["title"] == "mGBA"
+    assert first.save(f, 7, "mGBA") == "remembered"
+    (key, entry), = json.loads(path.read_text())["games"].items()
+    assert key.startswith("screens:") and entry["scheme"] == 7 and entry["game"] == "game-7"
     # the next session recognises it; C to 9 updates the same entry
-    again = LiveRecall.load(16)
+    f, again = session()
     for i in range(50, 60):
         again.add(_screen(a, i))
     assert again.matched == (key, 7)
-    assert again.save(9, "mGBA") == "remembered"
-    assert [e["scheme"] for e in json.loads(path.read_text())["games"].values()] == [9]
-    assert LiveRecall.load(8).games == {}                                # a scheme the file no longer has
+    assert again.save(f, 9, "mGBA") == "remembered"
+    assert [e["game"] for e in json.loads(path.read_text())["games"].values()] == ["game-9"]
+    # schemes are found by the game they come from: a rebuilt schemes file that moved it moves the pick,
+    # one without it has no such pick
+    assert LiveRecall.load(PicksFile("live", ["game-9", *sixteen[:8]])).games[key][0] == 1
+    assert LiveRecall.load(PicksFile("live", sixteen[:8])).games == {}
     # a session of it that ends on the model forgets it
-    last = LiveRecall.load(16)
+    f, last = session()
     for i in range(70, 80):
         last.add(_screen(a, i))
-    assert last.matched == (key, 9) and last.save(None, "mGBA") == "forgot"
+    assert last.matched == (key, 9) and last.save(f, None, "mGBA") == "forgot"
     assert json.loads(path.read_text())["games"] == {}
     # entries play keeps (no screens) and damaged ones are no live games
-    path.write_text(json.dumps({"version": 1, "games": {"sha1:ab": {"scheme": 2, "title": "X"},
-                                                         "screens:x": {"scheme": 2, "windows": "not base64!"}}}))
-    assert LiveRecall.load(16).games == {}
+    path.write_text(json.dumps({"version": 1, "games": {"sha1:ab": {"scheme": 2, "game": "game-2"},
+                                                         "screens:x": {"scheme": 2, "game": "game-2",
+                                                                       "windows": "not base64!"}}}))
+    assert session()[1].games == {}
 
 
 def test_a_session_keeps_frames_evenly_without_growing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -161,9 +161,12 @@ def test_engine_paints_monochrome_frames_with_the_scheme(tmp_path: Path, schemes
     assert np.array_equal(col.colorize(rgb), want)
     col.scheme = None
     assert np.array_equal(col.colorize(grey), by_model)
-    for bad in (0, 3, "1", True):
+    for bad in (-1, 3, "1", True):
         with pytest.raises(UserError, match="scheme must"):
             col.scheme = bad
+    col.scheme = 1
+    col.scheme = 0                                       # 0 is the model, as --scheme 0
+    assert col.scheme is None and np.array_equal(col.colorize(grey), by_model)
     with pytest.raises(UserError, match="schemes file not found"):
         Colorizer(model, scheme=1, schemes=tmp_path / "none.json")
 
@@ -309,48 +312,76 @@ def test_play_with_a_scheme_paints_the_game_with_it(tmp_path: Path, capsys: pyte
 def test_play_remembers_the_scheme_a_cartridge_ended_on(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from realtime.demo import write_demo_rom
+    from realtime.display import Display
 
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")                 # a real pygame window, no X needed
     picks = tmp_path / "cfg" / "picks.json"
     monkeypatch.setenv("RETROCOLOR_PICKS", str(picks))
     rom = write_demo_rom(tmp_path / "demo.gb")
     model = str(tiny_lightness_onnx(tmp_path / "m.onnx"))
     stats = tmp_path / "stats.json"
+    presses: list[int] = []    # C presses to make on these polls of the window (1-based)
+    real_poll = Display.poll
 
-    def run(*extra: str) -> dict:
-        assert retrocolor.main(["play", str(rom), "--model", model, "--headless", "--frames", "5", "--scale", "1",
+    def poll(self: Display):  # a key press as pygame delivers it
+        poll.n = getattr(poll, "n", 0) + 1
+        if poll.n in presses:
+            self._pg.event.post(self._pg.event.Event(self._pg.KEYDOWN, key=self._pg.K_c, mod=0, unicode="c"))
+        return real_poll(self)
+
+    monkeypatch.setattr(Display, "poll", poll)
+
+    def run(*extra: str, game: Path = rom, c: tuple[int, ...] = ()) -> dict:
+        poll.n = 0
+        presses[:] = c
+        assert retrocolor.main(["play", str(game), "--model", model, "--frames", "6", "--scale", "1",
                                 "--stats-json", str(stats), *extra]) == 0
         return json.loads(stats.read_text())
 
+    doc = load(Path(retrocolor.__file__).parent / "weights" / "schemes.json")
     assert run()["scheme"] is None and not picks.exists()        # nothing picked, nothing written
-    assert run("--scheme", "3")["scheme"] == 3
-    assert "colour scheme 3 remembered for" in capsys.readouterr().out
+    assert run(c=(2, 3))["scheme"] == 2                           # C twice in the window: scheme 2
+    assert "colour scheme 2 remembered" in capsys.readouterr().out
+    (entry,) = json.loads(picks.read_text())["games"].values()
+    assert entry["scheme"] == 2 and entry["game"] == doc["schemes"][1]["game"]
     # the same cartridge under another name starts with it, and says so
     renamed = tmp_path / "other-name.gb"
     renamed.write_bytes(rom.read_bytes())
-    assert retrocolor.main(["play", str(renamed), "--model", model, "--headless", "--frames", "5", "--scale", "1",
-                            "--stats-json", str(stats)]) == 0
-    assert json.loads(stats.read_text())["scheme"] == 3
+    assert run(game=renamed)["scheme"] == 2
     assert "remembered for this cartridge" in capsys.readouterr().err
-    # --no-remember neither reads nor writes; --scheme 0 is the model and forgets the pick
+    # --no-remember, --headless: neither read nor written
     assert run("--no-remember")["scheme"] is None
     assert run("--no-remember", "--scheme", "5")["scheme"] == 5
-    assert [e["scheme"] for e in json.loads(picks.read_text())["games"].values()] == [3]
-    assert run()["scheme"] == 3
+    assert run("--headless", "--scheme", "6")["scheme"] == 6
+    assert run("--headless")["scheme"] is None
+    assert [e["scheme"] for e in json.loads(picks.read_text())["games"].values()] == [2]
+    # --scheme 0 starts with the model; ending on it forgets the pick
     assert run("--scheme", "0")["scheme"] is None
-    assert "back to the model" in capsys.readouterr().out
+    assert "so the scheme remembered for this game is forgotten" in capsys.readouterr().out
     assert json.loads(picks.read_text())["games"] == {} and run()["scheme"] is None
-    # a broken picks file costs one line, never the session; the next pick replaces it
-    picks.write_text("{not json")
-    assert run("--scheme", "2")["scheme"] == 2
-    err = capsys.readouterr().err
-    assert "remembered schemes unreadable" in err and "Traceback" not in err
-    assert run()["scheme"] == 2
-    # a remembered number the schemes file no longer has is ignored
-    doc = json.loads(picks.read_text())
-    for entry in doc["games"].values():
-        entry["scheme"] = 999
-    picks.write_text(json.dumps(doc))
+    # a pick names its scheme by the game's palette: a schemes file without it paints with the model
+    assert run("--scheme", "4")["scheme"] == 4
+    d = json.loads(picks.read_text())
+    for e in d["games"].values():
+        e["game"] = "a-game-no-scheme-comes-from"
+    picks.write_text(json.dumps(d))
     assert run()["scheme"] is None
+    assert "is not among the 16 schemes now" in capsys.readouterr().err
+    # a damaged file: one line, the model; the next pick moves it aside, nothing lost
+    picks.write_text('{"version": 1, "games": {"sha1:x": {"scheme": 1},}}')
+    assert run()["scheme"] is None
+    err = capsys.readouterr().err
+    assert err.count("remembered schemes damaged") == 1 and "Traceback" not in err
+    assert picks.read_text().endswith(",}}")                      # nothing picked: left as it was
+    assert run("--scheme", "3")["scheme"] == 3
+    assert (tmp_path / "cfg" / "picks.json.bad").read_text().endswith(",}}")
+    assert run()["scheme"] == 3
+    # a file that cannot be read or written: one line each, the game still plays
+    picks.unlink()
+    picks.mkdir()
+    assert run("--scheme", "3")["scheme"] == 3
+    err = capsys.readouterr().err
+    assert "unreadable" in err and "could not remember" in err and "Traceback" not in err
 
 
 def test_colorize_scheme_all_writes_a_contact_sheet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
