@@ -526,14 +526,15 @@ class LiveSession:
                 self.t_capture.append(t1 - t0)
                 self.t_detect.append(t2 - t1)
                 self.t_colorize.append(t3 - t2)
-                if self.same.reused == reused:   # a new frame: the model ran
+                new_frame = self.same.reused == reused  # the model ran (not a repeat of the frame before)
+                if new_frame:
                     self.t_colorize_new.append(t3 - t2)
-                    if self.recall is not None:
-                        shades = self.colorizer.last_shades()
-                        if shades is not None:
-                            self.recall.add(shades)  # sets recall.matched: the window thread applies it
                 self.n_colored += 1
                 self.colored.put(Colored(self.n_captured, t0, native, colour))
+                if new_frame and self.recall is not None:
+                    shades = self.colorizer.last_shades()  # after the hand-off: it never delays a frame
+                    if shades is not None:
+                        self.recall.add(shades)  # sets recall.matched: the window thread applies it
                 pacer.wait()
         except UserError as e:
             self.finish(str(e), error=True)
