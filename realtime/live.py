@@ -638,8 +638,8 @@ class LiveSession:
                     if "scheme" not in changed and self.recall.matched is not None:
                         view.scheme = self.recall.matched[1]  # the inference thread applies it, as C's
                         print(f"live: a game you left on a colour scheme before: painted by "
-                              f"{scheme_label(self.colorizer, view.scheme)} (C changes it; --scheme 0 "
-                              "starts with the model)", file=sys.stderr)
+                              f"{scheme_label(self.colorizer, view.scheme)} (C changes it; --scheme 0: the model; "
+                              "--no-remember: the model this once)", file=sys.stderr)
                 if "scheme" in changed:
                     # the inference thread applies it (it also owns model switches: no race with M)
                     print(f"live: monochrome frames painted by {scheme_label(self.colorizer, view.scheme)}",
