@@ -15,7 +15,6 @@ install; only :meth:`TrainConfig.resolved` (called by training) asks the model r
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -221,11 +220,9 @@ def resume_new_fields() -> set[str]:
 
 def default_cache_dir() -> Path:
     """Where decoded frames are cached between runs: $RETROCOLOR_CACHE or the user cache dir."""
-    env = os.environ.get("RETROCOLOR_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "retrocolor" / "frames"
+    from utils.fsio import user_path
+
+    return user_path("RETROCOLOR_CACHE", "XDG_CACHE_HOME", ".cache", "frames")
 
 
 def _help_text(f: Field[Any]) -> str:

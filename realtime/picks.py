@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from utils.errors import UserError
-from utils.fsio import atomic_write_json
+from utils.fsio import atomic_write_json, user_path
 from utils.tiles import window_hashes
 
 VERSION = 1
@@ -47,11 +47,7 @@ VERSION = 1
 
 def picks_path() -> Path:
     """Where picks are kept (see the module docstring)."""
-    env = os.environ.get("RETROCOLOR_PICKS")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "retrocolor" / "picks.json"
+    return user_path("RETROCOLOR_PICKS", "XDG_CONFIG_HOME", ".config", "picks.json")
 
 
 def rom_key(rom: str | os.PathLike[str]) -> str:

@@ -98,3 +98,16 @@ def append_line_durable(path: str | os.PathLike[str], line: str) -> None:
         f.write(line + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def user_path(override: str, xdg: str, fallback: str, *parts: str) -> Path:
+    """A per-user location: ``$override`` if set, else ``$xdg`` (or ``~/fallback``) / retrocolor / parts.
+
+    One rule for the frame cache (``XDG_CACHE_HOME``) and the remembered colour schemes
+    (``XDG_CONFIG_HOME``), so both honour the XDG base directories the same way.
+    """
+    env = os.environ.get(override)
+    if env:
+        return Path(env)
+    base = os.environ.get(xdg) or os.path.join(os.path.expanduser("~"), fallback)
+    return Path(base, "retrocolor", *parts)
