@@ -84,6 +84,8 @@ def _remembered(command: str, stats: dict, asked: int | None, rerun: str, next_t
               "ending on the model forgets the pick)")
     elif kept == "forgot":
         print(f"{command}: ended on the model, so the scheme remembered for this game is forgotten")
+    elif "scheme_remembered" in stats:
+        pass  # remembering is on and the pick stood as it was (or a line already said why not)
     elif ended and ended != asked:
         print(f"{command}: you ended on colour scheme {ended}; to start with it next time: {rerun} --scheme {ended}")
 

@@ -683,7 +683,11 @@ class LiveSession:
         if self.recall is not None:
             title = self.source.title if self.source is not None else "a screen region"
             stats["recognised"] = self.recall.matched is not None
-            stats["scheme_remembered"] = self.recall.save(self.picks, view.scheme or None, title)
+            stats["recall"] = self.recall.summary()
+            # a failed session, or a capture thread still running, keeps nothing: the pick stays as it was
+            ended = not self.failed and not any(t.is_alive() for t in threads)
+            stats["scheme_remembered"] = (self.recall.save(self.picks, view.scheme or None, title)
+                                          if ended else None)
         if o.stats_json is not None:
             atomic_write_json(o.stats_json, stats)
         return stats

@@ -21,7 +21,7 @@ a pick whose scheme is gone is said in one line and the model paints the game.
 The file is read once per session (:class:`PicksFile`) and written once at its end, re-read just
 before (so two sessions one after the other keep both picks; two at once: the last to end wins).
 A damaged file is never an error and never lost: one line says so, the player gets the model, and
-the next pick moves it aside (``picks.json.bad``) before writing a fresh one.  A file that cannot
+the next pick moves it aside (``picks.json.bad-DATE``) before writing a fresh one.  A file that cannot
 be read or written (permissions) is left as it is.  Writes are atomic.
 """
 
@@ -40,7 +40,7 @@ import numpy as np
 
 from utils.errors import UserError
 from utils.fsio import atomic_write_json, user_path
-from utils.tiles import window_hashes
+from utils.tiles import window_hashes, window_weights
 
 VERSION = 1
 
@@ -90,7 +90,7 @@ class PicksFile:
             why = "not a picks file"
         if say:
             print(f"{self.command}: remembered schemes damaged ({self.path}: {why}); none used "
-                  f"(a new pick keeps the old file as {self.path.name}.bad)", file=sys.stderr)
+                  f"(a new pick keeps the old file beside it, as {self.path.name}.bad-DATE)", file=sys.stderr)
         return "damaged", {}
 
     def scheme_for(self, key: str) -> int | None:
@@ -112,9 +112,10 @@ class PicksFile:
         """The record a pick keeps: the scheme's number and the game it names, the title, ``more``."""
         return {"scheme": int(scheme), "game": self.scheme_games[scheme - 1], "title": title, **more}
 
-    def keep(self, key: str, entry: dict[str, Any] | None) -> bool:
+    def keep(self, key: str, entry: dict[str, Any] | None, live_cap: int | None = None) -> bool:
         """Keep ``entry`` for ``key`` (None forgets it); True if the file changed.  Never raises:
-        a file that cannot be written costs one line on stderr, never the session's result."""
+        a file that cannot be written costs one line on stderr, never the session's result.
+        ``live_cap``: keep at most this many live games (entries with screens), the latest played."""
         state, games = self._read(say=False)   # another session may have written since we read
         if state == "unreadable":
             print(f"{self.command}: could not remember the scheme ({self.path} is unreadable)", file=sys.stderr)
@@ -127,10 +128,16 @@ class PicksFile:
             return False
         else:
             games[key] = entry
+        if live_cap is not None:
+            live = sorted((str(e.get("when", "")), k) for k, e in games.items()
+                          if isinstance(e, dict) and "windows" in e)
+            for _, k in live[:max(0, len(live) - live_cap)]:
+                del games[k]
         try:
             if state == "damaged":
-                os.replace(self.path, self.path.with_name(self.path.name + ".bad"))
-                print(f"{self.command}: the damaged picks file is kept as {self.path.name}.bad", file=sys.stderr)
+                bad = self.path.with_name(f"{self.path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+                os.replace(self.path, bad)
+                print(f"{self.command}: the damaged picks file is kept as {bad.name}", file=sys.stderr)
             atomic_write_json(self.path, {"version": VERSION, "games": games})
         except (OSError, UserError) as e:
             print(f"{self.command}: could not remember the scheme ({self.path}: {e})", file=sys.stderr)
@@ -139,43 +146,55 @@ class PicksFile:
 
 
 # --------------------------------------------------------------------------- live: a game told by its screens
-#: Windows kept of a screen: those whose hash is a multiple of this, the same ones in a fingerprint
-#: and in a query, so a share over the kept ones estimates the share over all of them.
+#: Windows kept of a screen: those whose (mixed) hash is a multiple of this, the same ones in a
+#: fingerprint and in a query, so a share over the kept ones estimates the share over all of them.
 SAMPLE = 8
 #: A session is a remembered game when at least this share of the windows it showed so far are in
 #: the game's fingerprint (the known-game gate's threshold, ``models.router``) ...
 MATCH_SHARE = 0.8
-#: ... once it showed at least this many kept windows (a title's few letters, or a boot logo every
-#: game shares, are no evidence).
+#: ... once it showed at least this many kept windows (a title's few letters are no evidence) ...
 MIN_WINDOWS = 100
-#: ... over at least this many frames that showed new windows: a splash screen several games show
-#: (a sponsor's logo) is one screen, so it decides nothing until the game's own screens follow.
-MIN_FRAMES = 3
-#: Queries hash every window of a new frame (2.7 ms, after it is shown), as fingerprints do.
-QUERY_STRIDE = 1
-#: New monochrome frames looked at before a session gives up on being a remembered game.
-TRY_FRAMES = 1800
-#: Frames kept over a session for its fingerprint (evenly: every k-th, k doubling when full).
-KEEP_FRAMES = 128
-#: A fingerprint keeps at most this many windows: the lowest hashes (a bottom-k sketch, so a query
-#: compares only its windows in the same hash range).
+#: A matched session whose share of that game's windows ends below this went on to screens the game
+#: never showed: it was another game that opened alike, kept apart when the session ends.
+STAY_SHARE = 0.5
+#: ... in new windows shown over at least this many seconds: a splash screen several games open
+#: with (a sponsor's logo, fading in) is one screen, so it decides nothing until the game's own
+#: screens follow it.
+MIN_SPAN_S = 2.0
+#: New frames are looked at at most this often (2.7 ms each, after the frame is shown): what a
+#: screen shows changes far slower than 60 times a second.
+RATE_HZ = 10.0
+#: Seconds of new frames looked up before a session gives up on being a remembered game (they
+#: still add to its own fingerprint).
+TRY_S = 60.0
+#: A fingerprint keeps at most this many windows: the lowest mixed hashes (a bottom-k sketch, so a
+#: query compares only its windows in the same hash range).
 MAX_WINDOWS = 40000
+#: Live games kept in the picks file at most (the least recently played go first).
+MAX_GAMES = 64
+#: What window hashes a fingerprint was made with: entries made with other hash weights are
+#: skipped (the weights come from a seeded generator whose stream numpy could change).
+HASH_ID = hashlib.sha1(window_weights(0).tobytes()).hexdigest()[:8]
 
 
-def _kept(shades: np.ndarray, stride: int) -> np.ndarray:
-    h, valid = window_hashes(shades, stride=stride)
-    h = h[valid]
+def _kept(shades: np.ndarray) -> np.ndarray:
+    """The kept windows of one screen: hashes mixed (an odd multiplier mod 2**32, one to one) so
+    that which are kept, and a capped fingerprint's lowest, are not the darkest windows."""
+    h, valid = window_hashes(shades)
+    h = (h[valid].astype(np.uint64) * np.uint64(0x9E3779B1)) & np.uint64(0xFFFFFFFF)
     return h[h % SAMPLE == 0].astype(np.uint32)
 
 
 def fingerprint(shade_frames: list[np.ndarray] | np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
     """Sorted kept window hashes (uint32) of (H, W) shade pictures (0 = black), merged with ``previous``."""
-    parts = [_kept(s, 1) for s in shade_frames]
+    parts = [_kept(s) for s in shade_frames]
     if previous is not None:
         parts.append(np.asarray(previous, np.uint32))
-    if not parts:
-        return np.zeros(0, np.uint32)
-    return np.unique(np.concatenate(parts))[:MAX_WINDOWS]
+    return _capped(np.concatenate(parts) if parts else np.zeros(0, np.uint32))
+
+
+def _capped(hashes: np.ndarray) -> np.ndarray:
+    return np.unique(np.asarray(hashes, np.uint32))[:MAX_WINDOWS]
 
 
 def _encode(windows: np.ndarray) -> str:
@@ -194,32 +213,31 @@ class LiveRecall:
     """Which remembered game a live session shows, and what to remember of it at the end.
 
     The capture thread calls :meth:`add` with each new monochrome frame's shade picture (after it
-    handed the frame on: the lookup never delays one); once the session matches a remembered game,
-    :attr:`matched` holds ``(key, scheme)`` (one attribute store: the window thread reads it).
-    :meth:`save` keeps the scheme the session ended on, with the session's windows, under the game
-    it matched or as a new one.
+    handed the frame on: the lookup never delays one).  Once the session matches a remembered
+    game, :attr:`matched` holds ``(key, scheme)`` (one attribute store: the window thread reads
+    it).  :meth:`save` keeps the scheme the session ended on with every window the session showed
+    (capped), under the game it matched or as a new one.
     """
 
-    def __init__(self, games: dict[str, tuple[int, np.ndarray]]) -> None:
-        self.games = games              # key -> (scheme, fingerprint)
+    def __init__(self, games: dict[str, tuple[int, np.ndarray, bool]]) -> None:
+        self.games = games              # key -> (scheme, fingerprint, capped)
         self.matched: tuple[str, int] | None = None
-        self._seen: set[int] = set()
-        self._tried = 0
-        self._novel = 0                 # frames that showed windows the session had not seen
-        self._frames: list[np.ndarray] = []
-        self._every = 1
-        self._count = 0
+        self._seen: set[int] = set()    # every kept window of the session's looked-at frames
+        self._t0: float | None = None   # when the session's first new window showed
+        self._span = 0.0                # seconds from then to the latest frame with new windows
+        self._last: float | None = None  # when a frame was last looked at (RATE_HZ)
         # Every game's windows in one sorted array (with the game they belong to), so a frame's
         # new windows are looked up once whatever the number of games; per game, how many of the
         # session's windows it holds (``_hits``) out of those in its hash range (``_asked``).
-        self._keys = [k for k, (_, w) in games.items() if len(w)]
+        self._keys = [k for k, g in games.items() if len(g[1])]
         parts = [np.asarray(games[k][1], np.uint32) for k in self._keys]
         ids = np.concatenate([np.full(len(w), i) for i, w in enumerate(parts)]) if parts else np.zeros(0, int)
         allw = np.concatenate(parts) if parts else np.zeros(0, np.uint32)
         order = np.argsort(allw, kind="stable")
         self._all, self._ids = allw[order], ids[order]
         # a capped fingerprint (bottom-k) speaks only for hashes up to its largest
-        self._limit = np.array([w[-1] if len(w) >= MAX_WINDOWS else np.iinfo(np.uint32).max for w in parts],
+        top = np.iinfo(np.uint32).max
+        self._limit = np.array([w[-1] if games[k][2] else top for k, w in zip(self._keys, parts, strict=True)],
                                np.uint32)
         self._hits = np.zeros(len(parts), np.int64)
         self._asked = np.zeros(len(parts), np.int64)
@@ -227,31 +245,41 @@ class LiveRecall:
     @classmethod
     def load(cls, picks: PicksFile) -> LiveRecall:
         """The remembered live games (those kept with screens) whose scheme this schemes file has."""
-        games = {}
+        games, stale = {}, 0
         for key, entry in picks.entries.items():
             if not (isinstance(entry, dict) and "windows" in entry):
                 continue
-            w = _decode(entry.get("windows"))
-            game = entry.get("game")
-            if w is not None and isinstance(game, str) and game in picks.scheme_games:
-                games[key] = (picks.scheme_games.index(game) + 1, w)
+            w, game = _decode(entry.get("windows")), entry.get("game")
+            if w is None or entry.get("hash") != HASH_ID:
+                continue  # damaged, or made with other window hashes: it could never match
+            if isinstance(game, str) and game in picks.scheme_games:
+                games[key] = (picks.scheme_games.index(game) + 1, w, bool(entry.get("capped")))
+            else:
+                stale += 1
+        if stale:
+            print(f"{picks.command}: {stale} remembered game(s) name a scheme that is not among the "
+                  f"{len(picks.scheme_games)} schemes now; the model paints them", file=sys.stderr)
         return cls(games)
 
-    def add(self, shades: np.ndarray) -> None:
-        """One new monochrome frame ((H, W) shade indices, 0 = black)."""
-        self._count += 1
-        if self._count % self._every == 0:
-            self._frames.append(np.asarray(shades, np.uint8))
-            if len(self._frames) >= KEEP_FRAMES:
-                self._frames, self._every = self._frames[::2], self._every * 2
-        if self.matched is not None or not self._keys or self._tried >= TRY_FRAMES:
+    def add(self, shades: np.ndarray, t: float | None = None) -> None:
+        """One new monochrome frame ((H, W) shade indices, 0 = black), shown at ``t`` (seconds,
+        monotonic; default now)."""
+        t = time.monotonic() if t is None else t
+        if self._last is not None and t - self._last < 1.0 / RATE_HZ:
             return
-        self._tried += 1
-        new = np.array(sorted(set(_kept(shades, QUERY_STRIDE).tolist()) - self._seen), np.uint32)
+        self._last = t
+        new = np.array(sorted(set(_kept(shades).tolist()) - self._seen), np.uint32)
         if not len(new):
             return
-        self._novel += 1
         self._seen.update(new.tolist())
+        if len(self._seen) > 4 * MAX_WINDOWS and (self.matched is not None or self._span > TRY_S):
+            # a long session: keep what a capped fingerprint keeps (the lowest), not every window
+            self._seen = set(self.fingerprint().tolist())
+        if self._t0 is None:
+            self._t0 = t
+        self._span = t - self._t0
+        if not self._keys or self._span > TRY_S:
+            return  # (after a match it still counts: save checks the session stayed that game)
         lo = np.searchsorted(self._all, new, "left")
         hi = np.searchsorted(self._all, new, "right")
         n = hi - lo
@@ -259,8 +287,13 @@ class LiveRecall:
             at = np.repeat(lo, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
             np.add.at(self._hits, self._ids[at], 1)
         self._asked += (new[:, None] <= self._limit[None]).sum(0)
-        if self._novel >= MIN_FRAMES:
+        if self.matched is None and self._span >= MIN_SPAN_S:
             self.matched = self._best()
+
+    def _share_of(self, key: str) -> float:
+        """The share of the session's windows (in its hash range) that game ``key`` holds."""
+        i = self._keys.index(key)
+        return float(self._hits[i] / max(self._asked[i], 1))
 
     def _best(self) -> tuple[str, int] | None:
         """The game most of the session's windows belong to, if one holds :data:`MATCH_SHARE` of
@@ -272,20 +305,38 @@ class LiveRecall:
         key = self._keys[i]
         return key, self.games[key][0]
 
+    def summary(self) -> dict[str, Any]:
+        """What the session showed and how close it came to a remembered game (for stats files)."""
+        share = self._hits / np.maximum(self._asked, 1)
+        i = int(np.argmax(share)) if len(share) else None
+        return {"games": len(self._keys), "windows": len(self._seen), "span_s": round(self._span, 2),
+                "best_share": None if i is None else round(float(share[i]), 3),
+                "best_asked": None if i is None else int(self._asked[i])}
+
+    def fingerprint(self) -> np.ndarray:
+        """The session's own windows (capped), as :meth:`save` keeps them."""
+        return _capped(np.fromiter(self._seen, np.uint32, len(self._seen)))
+
     def save(self, picks: PicksFile, scheme: int | None, title: str) -> str | None:
         """Keep ``scheme`` for this session's game (None forgets a matched game); what happened, or None.
 
         Returns "remembered" (a new game or a changed pick), "forgot", or None (nothing to keep:
-        no monochrome frame, or nothing changed).
+        no monochrome frame, or nothing changed).  Past :data:`MAX_GAMES` live games, the least
+        recently played are forgotten.
         """
         key = self.matched[0] if self.matched else None
+        if key is not None and self._share_of(key) < STAY_SHARE:
+            # the session went on to screens that game never showed: it was another game after all
+            # (two games can open alike), so it is kept apart and that game's pick is left alone
+            key = None
         if not scheme:
             return "forgot" if key is not None and picks.keep(key, None) else None
-        if not self._frames:
+        if not self._seen:
             return None
-        old = self.games.get(key)[1] if key is not None else None
-        windows = fingerprint(self._frames, old)
+        merged = np.concatenate([self.fingerprint(), self.games[key][1]]) if key is not None else self.fingerprint()
+        windows = _capped(merged)
         if key is None:
             key = "screens:" + hashlib.sha1(windows.tobytes()).hexdigest()[:16]
-        entry = picks.entry(scheme, title, when=time.strftime("%Y-%m-%d"), windows=_encode(windows))
-        return "remembered" if picks.keep(key, entry) else None
+        entry = picks.entry(scheme, title, when=time.strftime("%Y-%m-%d %H:%M:%S"), hash=HASH_ID,
+                            capped=len(np.unique(merged)) > MAX_WINDOWS, windows=_encode(windows))
+        return "remembered" if picks.keep(key, entry, live_cap=MAX_GAMES) else None

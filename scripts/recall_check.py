@@ -1,23 +1,22 @@
 """How well ``live`` tells a game it has seen from its screens (``realtime.picks.LiveRecall``).
 
-    python scripts/recall_check.py runs/recall/s0 --later runs/recall/s1 --json runs/recall_check.json
-    python scripts/recall_check.py runs/corpus --json runs/recall_check_halves.json
+    python scripts/recall_check.py ../shared/roms/dmg --json runs/recall_check.json --jobs 2
 
-With ``--later``, every game rendered twice (two ``retrocolor dataset render --mono --seed S``
-runs: two sessions from power-on that play differently) is a past session (``CORPUS``: its
-fingerprint kept, as ``live`` keeps one when a session ends on a scheme) and a later one, fed
-frame by frame as ``live`` feeds new frames.  Without it, each game's monochrome frames are cut
-in two by play order: the first half is the past session, the second half the later one.  A seeded half of the
-games are remembered; the rest never were.  It reports how many remembered games the later
-session recognises (and after how many frames), how many it takes for another game, and how many
-games never seen match one.  The later half starts deeper in the game than a new session would
-(which opens on the title the first session showed too), so that is the harder case.
+Every ROM is played twice from power-on in PyBoy, as ``live`` sees a game: 60 frames a second,
+each new monochrome frame handed to a :class:`LiveRecall` at its emulated time.  A player's
+inputs are random (Start and A in the first seconds, then any button, held half a second), with a
+different seed each session.  The first session's windows become a fingerprint, as ``live`` keeps
+one when a session ends on a scheme; a seeded half of the games are remembered.  The second
+session of every game runs until it matches a remembered game or its time is up.  It reports how
+many remembered games are recognised, and after how many seconds, how many are taken for another
+game, and how many games never remembered match one (with the pairs, to look at).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,82 +28,121 @@ sys.path.insert(0, str(ROOT))
 from utils.errors import UserError  # noqa: E402
 from utils.fsio import atomic_write_json  # noqa: E402
 
-
-def _shades(path: Path) -> np.ndarray:
-    from utils.images import read_gray
-
-    return np.abs(read_gray(path)[..., None].astype(np.int16) - np.array([0, 85, 170, 255])).argmin(-1)
+GB_FPS = 59.7275
+BUTTONS = ("a", "b", "start", "select", "up", "down", "left", "right")
 
 
-def check(corpus: Path, frames: int, seed: int, later_dir: Path | None = None) -> dict[str, Any]:
-    from realtime.picks import LiveRecall, fingerprint
-    from utils.images import list_images
+def play_session(rom: str, seconds: float, seed: int,
+                 games: dict[str, tuple[int, np.ndarray, bool]] | None) -> dict[str, Any]:
+    """One session of ``rom``: its fingerprint (``games`` None) or what it matched and when."""
+    import warnings
+
+    from realtime.picks import LiveRecall
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pyboy import PyBoy
+
+    rec = LiveRecall(games or {})
+    rng = np.random.default_rng(seed)
+    try:
+        pyboy = PyBoy(rom, window="null", sound_emulated=False, cgb=False, log_level="ERROR")
+    except Exception as e:  # noqa: BLE001 - a ROM PyBoy cannot run is reported, not fatal
+        return {"error": str(e)}
+    held: tuple[str, ...] = ()
+    prev = None
+    new_frames = 0
+    try:
+        for f in range(int(seconds * GB_FPS)):
+            if f % 30 == 0:  # a player: Start and A to get going, then anything, held half a second
+                for b in held:
+                    pyboy.button_release(b)
+                if f < 10 * GB_FPS:
+                    held = (("start",) if rng.random() < 0.5 else ("a",)) if rng.random() < 0.5 else ()
+                else:
+                    held = (str(rng.choice(BUTTONS)),) if rng.random() < 0.8 else ()
+                for b in held:
+                    pyboy.button_press(b)
+            pyboy.tick(1, True)
+            grey = pyboy.screen.ndarray[:, :, 0]
+            if prev is not None and np.array_equal(grey, prev):
+                continue
+            prev = grey.copy()
+            new_frames += 1
+            levels = np.unique(grey)
+            if len(levels) > 4:
+                continue
+            # PyBoy draws the 4 DMG shades as 4 greys, darkest first
+            shades = np.searchsorted(np.array([0x00, 0x55, 0x99, 0xFF]) + 0x22, grey)
+            rec.add(shades, f / GB_FPS)
+            if games is not None and rec.matched is not None:
+                return {"matched": rec.matched[0], "after_s": round(f / GB_FPS, 2), "new_frames": new_frames}
+    finally:
+        pyboy.stop(save=False)
+    if games is None:
+        return {"windows": rec.fingerprint(), "new_frames": new_frames}
+    return {"matched": None, "after_s": None, "new_frames": new_frames}
+
+
+def check(roms: list[Path], first_s: float, later_s: float, seed: int, jobs: int) -> dict[str, Any]:
+    from realtime.picks import MAX_WINDOWS
     from utils.progress import progress
 
-    folders = sorted(g for g in corpus.iterdir() if (g / "dmg").is_dir() and len(list_images(g / "dmg")) >= 4)
-    if later_dir is not None:
-        folders = [g for g in folders if (later_dir / g.name / "dmg").is_dir()
-                   and list_images(later_dir / g.name / "dmg")]
-    if not folders:
-        raise UserError(f"no game with monochrome twins under {corpus}")
-    first, later = {}, {}
-    for g in progress(folders, desc="fingerprints", unit="game"):
-        files = list_images(g / "dmg")
-        if later_dir is not None:
-            first[g.name] = fingerprint([_shades(f) for f in files])
-            later[g.name] = list_images(later_dir / g.name / "dmg")[:frames]
-        else:
-            half = len(files) // 2
-            first[g.name] = fingerprint([_shades(f) for f in files[:half]])
-            later[g.name] = files[half:half + frames]
-    names = sorted(first)
-    rng = np.random.default_rng(seed)
-    kept = set(rng.choice(names, len(names) // 2, replace=False).tolist())
-    games = {n: (1, first[n]) for n in kept}
-    rows = {}
-    for n in progress(names, desc="later sessions", unit="game"):
-        rec = LiveRecall(games)
-        after = None
-        for i, f in enumerate(later[n]):
-            rec.add(_shades(f))
-            if rec.matched is not None:
-                after = i + 1
-                break
-        rows[n] = {"remembered": n in kept, "matched": rec.matched[0] if rec.matched else None, "after": after}
-    mine = [r for n, r in rows.items() if r["remembered"]]
-    others = [r for n, r in rows.items() if not r["remembered"]]
-    right = [r for n, r in rows.items() if r["remembered"] and r["matched"] == n]
+    names = [r.stem for r in roms]
+    with ProcessPoolExecutor(jobs) as pool:
+        firsts = list(progress(pool.map(play_session, [str(r) for r in roms], [first_s] * len(roms),
+                                        [seed] * len(roms), [None] * len(roms)),
+                               total=len(roms), desc="first sessions", unit="game"))
+        prints = {n: r["windows"] for n, r in zip(names, firsts, strict=True) if len(r.get("windows", ()))}
+        rng = np.random.default_rng(seed)
+        pool_names = sorted(prints)
+        kept = set(rng.choice(pool_names, len(pool_names) // 2, replace=False).tolist())
+        games = {n: (1, prints[n], len(prints[n]) >= MAX_WINDOWS) for n in kept}
+        laters = list(progress(pool.map(play_session, [str(r) for r in roms], [later_s] * len(roms),
+                                        [seed + 1] * len(roms), [games] * len(roms)),
+                               total=len(roms), desc="later sessions", unit="game"))
+    rows = {n: {"remembered": n in kept, **r} for n, r in zip(names, laters, strict=True) if n in prints}
+    mine = {n: r for n, r in rows.items() if r["remembered"]}
+    others = {n: r for n, r in rows.items() if not r["remembered"]}
+    right = [r for n, r in mine.items() if r.get("matched") == n]
     return {
-        "sessions": "two renders" if later_dir is not None else "halves of one render",
-        "games": len(names), "remembered": len(mine), "frames_per_session": frames, "seed": seed,
+        "sessions": f"PyBoy at 60 fps from power-on: {first_s:g} s, then {later_s:g} s with another input seed",
+        "games": len(rows), "remembered": len(mine), "seed": seed,
         "recognised": len(right),
-        "taken_for_another": sum(r["matched"] not in (None, n) for n, r in rows.items() if r["remembered"]),
-        "not_recognised": sum(r["matched"] is None for r in mine),
-        "never_seen_matched": sum(r["matched"] is not None for r in others), "never_seen": len(others),
-        "frames_to_recognise_median": float(np.median([r["after"] for r in right])) if right else None,
+        "seconds_to_recognise_median": float(np.median([r["after_s"] for r in right])) if right else None,
+        "taken_for_another": sorted((n, r["matched"]) for n, r in mine.items() if r.get("matched") not in (None, n)),
+        "not_recognised": sorted(n for n, r in mine.items() if r.get("matched") is None),
+        "never_remembered_matched": sorted((n, r["matched"]) for n, r in others.items() if r.get("matched")),
+        "never_remembered": len(others),
+        "no_fingerprint": sorted(n for n in names if n not in prints),
         "per_game": rows,
     }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("corpus", type=Path, help="rendered games (retrocolor dataset render): GAME/dmg/*.png twins")
-    ap.add_argument("--later", type=Path, default=None,
-                    help="the same games rendered with another --seed: the later sessions (default: halves)")
-    ap.add_argument("--frames", type=int, default=30, help="frames of the later session fed (default 30)")
+    ap.add_argument("roms", type=Path, help="a folder of monochrome ROMs (.gb), e.g. ../shared/roms/dmg")
+    ap.add_argument("--first", type=float, default=40.0, help="seconds of the first session (default 40)")
+    ap.add_argument("--later", type=float, default=30.0, help="seconds of the later session at most (default 30)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=None, help="only the first N ROMs (sorted)")
     ap.add_argument("--json", type=Path, required=True)
     a = ap.parse_args()
     try:
-        doc = check(a.corpus, a.frames, a.seed, a.later)
+        roms = sorted(a.roms.glob("*.gb"))[:a.limit]
+        if not roms:
+            raise UserError(f"no .gb ROMs in {a.roms}")
+        doc = check(roms, a.first, a.later, a.seed, a.jobs)
     except UserError as e:
         print(f"recall_check: error: {e}", file=sys.stderr)
         return 2
     atomic_write_json(a.json, doc)
-    print(f"{doc['games']} games, {doc['remembered']} remembered; later session of up to {doc['frames_per_session']} "
-          f"frames: recognised {doc['recognised']} (median {doc['frames_to_recognise_median']} frames), "
-          f"taken for another game {doc['taken_for_another']}, not recognised {doc['not_recognised']}; "
-          f"games never seen that matched one: {doc['never_seen_matched']} of {doc['never_seen']}")
+    print(f"{doc['games']} games ({doc['sessions']}), {doc['remembered']} remembered: recognised "
+          f"{doc['recognised']} (median {doc['seconds_to_recognise_median']} s), taken for another game "
+          f"{len(doc['taken_for_another'])}, not recognised {len(doc['not_recognised'])}; never remembered "
+          f"but matched one: {len(doc['never_remembered_matched'])} of {doc['never_remembered']} "
+          f"{doc['never_remembered_matched']}")
     return 0
 
 

@@ -139,16 +139,17 @@ def test_live_recognises_a_game_left_on_a_scheme(setting, tmp_path):
     env, _, _ = setting
     stats = tmp_path / "stats.json"
 
-    def run(*args: str) -> tuple[str, dict]:
-        err, _ = _drive(env, ["--seconds", "5", "--stats-json", str(stats), *args], [], tmp_path / "shots")
+    def run(*args: str, seconds: int = 5) -> tuple[str, dict]:
+        err, _ = _drive(env, ["--seconds", str(seconds), "--stats-json", str(stats), *args], [], tmp_path / "shots")
         return err, json.loads(stats.read_text())
 
     err, s = run()
     assert s["scheme"] is None and s["recognised"] is False and s["scheme_remembered"] is None, err
-    err, s = run("--scheme", "4")
+    # a player plays a while: the demo's scenery comes round again after about 12 s
+    err, s = run("--scheme", "4", seconds=14)
     assert s["scheme_remembered"] == "remembered", err
     err, s = run()
-    assert s["recognised"] is True and s["scheme"] == 4, err
+    assert s["recognised"] is True and s["scheme"] == 4, (err, s.get("recall"))
     assert "a game you left on a colour scheme before: painted by scheme 4 of" in err
     err, s = run("--no-remember")
     assert s["scheme"] is None and "recognised" not in s, err
