@@ -135,7 +135,8 @@ def test_render_resumes_after_a_kill(tmp_path):
                             start_new_session=True)
     deadline = time.monotonic() + 60
     first = tmp_path / "killed" / "colourgame"
-    while time.monotonic() < deadline and len(list(first.glob("*.png"))) < 8:
+    # finished frames only: a frame being written is a dot-named temp file (utils.fsio.atomic_path)
+    while time.monotonic() < deadline and len([p for p in first.glob("*.png") if not p.name.startswith(".")]) < 8:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)   # the parent and the game's process, mid-game
     proc.wait()
