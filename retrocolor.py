@@ -59,7 +59,7 @@ def cmd_live(a: argparse.Namespace) -> int:
     stats = run_live(LiveOptions(
         window=a.window, region=a.region, model=a.model, scale=a.scale, borderless=a.borderless, on_top=a.on_top,
         position=a.position, seconds=a.seconds, stats_json=a.stats_json, smoothing=a.smoothing,
-        screenshot_dir=a.screenshot_dir, scheme=a.scheme, remember=not a.no_remember,
+        screenshot_dir=a.screenshot_dir, scheme=a.scheme, remember=a.recognise,
     ))
     lat, new = stats["capture_to_display"], stats["stages"]["colorize_new_frames"]
     # repeated frames reuse their colour in microseconds: the model's own time is on the new ones
@@ -253,10 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="temporal smoothing of the colours, 0 <= S < 1 (default 0)")
     sp.add_argument("--screenshot-dir", type=Path, default=Path("."), help="where P writes screenshots (default .)")
     sp.add_argument("--scheme", type=_scheme, default=None, metavar="N",
-                    help=SCHEME_HELP + "; without it, the scheme you left a game on, once live recognises its screens")
-    sp.add_argument("--no-remember", action="store_true",
-                    help="neither recognise games you left on a scheme nor keep the one this ends on "
-                         "(kept in $XDG_CONFIG_HOME/retrocolor/picks.json, or $RETROCOLOR_PICKS)")
+                    help=SCHEME_HELP + "; with --recognise and without it, the scheme you left this game on")
+    sp.add_argument("--recognise", action="store_true",
+                    help="experimental: keep the scheme a game ends on with the game's screens, and start a game "
+                         "live recognises with its scheme (about 1 session in 10 of another game is taken for a "
+                         "remembered one; kept in $XDG_CONFIG_HOME/retrocolor/picks.json, or $RETROCOLOR_PICKS)")
 
     # play
     sp = add("play", cmd_play, "play a Game Boy ROM in PyBoy, colorized live")

@@ -80,6 +80,7 @@ class LiveOptions:
     smoothing: float = 0.0
     scheme: int | None = None  # a colour scheme (1-based); 0: the model; None: the model, or a remembered one
     remember: bool = False  # recognise a game whose scheme a past session kept; keep the one this ends on
+    # (``live --recognise``: opt-in, as a game can be taken for another that shares its screens)
     threads: int = 1
     screenshot_dir: Path = field(default_factory=Path.cwd)
     fps: float = GB_FPS
@@ -639,7 +640,7 @@ class LiveSession:
                         view.scheme = self.recall.matched[1]  # the inference thread applies it, as C's
                         print(f"live: a game you left on a colour scheme before: painted by "
                               f"{scheme_label(self.colorizer, view.scheme)} (C changes it; --scheme 0: the model; "
-                              "--no-remember: the model this once)", file=sys.stderr)
+                              "without --recognise: the model this once)", file=sys.stderr)
                 if "scheme" in changed:
                     # the inference thread applies it (it also owns model switches: no race with M)
                     print(f"live: monochrome frames painted by {scheme_label(self.colorizer, view.scheme)}",

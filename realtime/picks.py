@@ -149,9 +149,12 @@ class PicksFile:
 #: Windows kept of a screen: those whose (mixed) hash is a multiple of this, the same ones in a
 #: fingerprint and in a query, so a share over the kept ones estimates the share over all of them.
 SAMPLE = 8
-#: A session is a remembered game when at least this share of the windows it showed so far are in
-#: the game's fingerprint (the known-game gate's threshold, ``models.router``) ...
-MATCH_SHARE = 0.8
+#: A session is a remembered game when at least this share of the windows it showed (twice) are in
+#: the game's fingerprint ...  (0.9 and 4 s below were chosen on ``scripts/recall_check.py --seed 0``
+#: over 0.8 and 2 s: fewer sessions of other games taken for a remembered one, at some cost in
+#: recognition.  Homebrew games share fonts, menus and splash screens, so it still happens: about one
+#: session in ten of a game never remembered, README.  That is why ``live --recognise`` is opt-in.)
+MATCH_SHARE = 0.9
 #: ... once it showed at least this many kept windows (a title's few letters are no evidence) ...
 MIN_WINDOWS = 100
 #: A matched session whose share of that game's windows ends below this went on to screens the game
@@ -160,7 +163,7 @@ STAY_SHARE = 0.5
 #: ... in new windows shown over at least this many seconds: a splash screen several games open
 #: with (a sponsor's logo, fading in) is one screen, so it decides nothing until the game's own
 #: screens follow it.
-MIN_SPAN_S = 2.0
+MIN_SPAN_S = 4.0
 #: New frames are looked at at most this often (2.7 ms each, after the frame is shown): what a
 #: screen shows changes far slower than 60 times a second.
 RATE_HZ = 10.0
@@ -222,7 +225,8 @@ class LiveRecall:
     def __init__(self, games: dict[str, tuple[int, np.ndarray, bool]]) -> None:
         self.games = games              # key -> (scheme, fingerprint, capped)
         self.matched: tuple[str, int] | None = None
-        self._seen: set[int] = set()    # every kept window of the session's looked-at frames
+        self._seen: set[int] = set()    # every kept window two of the session's looked-at frames showed
+        self._once: set[int] = set()    # kept windows one looked-at frame showed so far
         self._t0: float | None = None   # when the session's first new window showed
         self._span = 0.0                # seconds from then to the latest frame with new windows
         self._last: float | None = None  # when a frame was last looked at (RATE_HZ)
@@ -268,27 +272,38 @@ class LiveRecall:
         if self._last is not None and t - self._last < 1.0 / RATE_HZ:
             return
         self._last = t
-        new = np.array(sorted(set(_kept(shades).tolist()) - self._seen), np.uint32)
+        # A window counts once a second looked-at frame shows it too: a screen grab that caught
+        # the emulator mid-draw (a torn frame) shows windows no real screen has, once.
+        shown = set(_kept(shades).tolist()) - self._seen
+        new = np.array(sorted(shown & self._once), np.uint32)     # seen once before: now it counts
+        self._once ^= shown  # those seen before leave, first sightings join
         if not len(new):
             return
         self._seen.update(new.tolist())
         if len(self._seen) > 4 * MAX_WINDOWS and (self.matched is not None or self._span > TRY_S):
             # a long session: keep what a capped fingerprint keeps (the lowest), not every window
             self._seen = set(self.fingerprint().tolist())
+            self._once = set()
         if self._t0 is None:
             self._t0 = t
         self._span = t - self._t0
         if not self._keys or self._span > TRY_S:
             return  # (after a match it still counts: save checks the session stayed that game)
-        lo = np.searchsorted(self._all, new, "left")
-        hi = np.searchsorted(self._all, new, "right")
+        self._count(new, self._hits, self._asked)
+        if self.matched is None and self._span >= MIN_SPAN_S:
+            self.matched = self._best()
+
+    def _count(self, hashes: np.ndarray, hits: np.ndarray, asked: np.ndarray) -> None:
+        """Add the games that hold each of ``hashes`` to ``hits``, those whose range holds it to ``asked``."""
+        if not len(hashes):
+            return
+        lo = np.searchsorted(self._all, hashes, "left")
+        hi = np.searchsorted(self._all, hashes, "right")
         n = hi - lo
         if n.any():
             at = np.repeat(lo, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
-            np.add.at(self._hits, self._ids[at], 1)
-        self._asked += (new[:, None] <= self._limit[None]).sum(0)
-        if self.matched is None and self._span >= MIN_SPAN_S:
-            self.matched = self._best()
+            np.add.at(hits, self._ids[at], 1)
+        asked += (hashes[:, None] <= self._limit[None]).sum(0)
 
     def _share_of(self, key: str) -> float:
         """The share of the session's windows (in its hash range) that game ``key`` holds."""
