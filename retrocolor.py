@@ -59,7 +59,7 @@ def cmd_live(a: argparse.Namespace) -> int:
     stats = run_live(LiveOptions(
         window=a.window, region=a.region, model=a.model, scale=a.scale, borderless=a.borderless, on_top=a.on_top,
         position=a.position, seconds=a.seconds, stats_json=a.stats_json, smoothing=a.smoothing,
-        screenshot_dir=a.screenshot_dir, scheme=a.scheme, remember=a.recognise,
+        screenshot_dir=a.screenshot_dir, scheme=a.scheme, recognise=a.recognise,
     ))
     lat, new = stats["capture_to_display"], stats["stages"]["colorize_new_frames"]
     # repeated frames reuse their colour in microseconds: the model's own time is on the new ones

@@ -79,7 +79,7 @@ class LiveOptions:
     stats_json: Path | None = None
     smoothing: float = 0.0
     scheme: int | None = None  # a colour scheme (1-based); 0: the model; None: the model, or a remembered one
-    remember: bool = False  # recognise a game whose scheme a past session kept; keep the one this ends on
+    recognise: bool = False  # recognise a game whose scheme a past session kept; keep the one this ends on
     # (``live --recognise``: opt-in, as a game can be taken for another that shares its screens)
     threads: int = 1
     screenshot_dir: Path = field(default_factory=Path.cwd)
@@ -532,7 +532,7 @@ class LiveSession:
                     self.t_colorize_new.append(t3 - t2)
                 self.n_colored += 1
                 self.colored.put(Colored(self.n_captured, t0, native, colour))
-                if new_frame and self.recall is not None:
+                if new_frame and self.recall is not None and self.recall.due():
                     shades = self.colorizer.last_shades()  # after the hand-off: it never delays a frame
                     if shades is not None:
                         self.recall.add(shades)  # sets recall.matched: the window thread applies it
@@ -590,7 +590,7 @@ class LiveSession:
                                         scheme=o.scheme or None)
         self.view.scheme, self.view.scheme_count = o.scheme or 0, scheme_count(self.colorizer, "live")
         self.picks = picks.PicksFile("live", picks.scheme_games(self.colorizer.schemes)) \
-            if o.remember and self.view.scheme_count else None
+            if o.recognise and self.view.scheme_count else None
         self.recall = picks.LiveRecall.load(self.picks) if self.picks is not None else None
         recall_open = self.recall is not None and o.scheme is None  # a match may still set the scheme
         print(f"live: model {self.view.model}; monochrome frames painted by {scheme_label(self.colorizer)}",

@@ -25,10 +25,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from realtime.display import GB_FPS  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.fsio import atomic_write_json  # noqa: E402
 
-GB_FPS = 59.7275
 BUTTONS = ("a", "b", "start", "select", "up", "down", "left", "right")
 
 

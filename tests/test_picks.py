@@ -95,7 +95,7 @@ def test_a_splash_two_games_share_decides_nothing_until_their_own_screens() -> N
     assert same.matched == ("a", 1)
 
 
-def test_a_capped_fingerprint_compares_only_its_hash_range(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_capped_fingerprint_compares_only_its_hash_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(picks, "MAX_WINDOWS", 400)
     a = _game(1)
     w = fingerprint([_screen(a, i) for i in range(40)])
@@ -106,6 +106,14 @@ def test_a_capped_fingerprint_compares_only_its_hash_range(monkeypatch: pytest.M
     uncapped = LiveRecall({"a": (2, w, False)})                      # read as whole, it is a stranger
     _play(uncapped, [_screen(a, i) for i in range(100, 140)])
     assert uncapped.matched is None
+    # a session that showed more keeps the lowest and says it was capped, so the next one reads it so
+    monkeypatch.setenv("RETROCOLOR_PICKS", str(tmp_path / "picks.json"))
+    f = PicksFile("live", ["g1", "g2"])
+    first = LiveRecall.load(f)
+    _play(first, [_screen(a, i) for i in range(40)])
+    assert first.save(f, 2, "mGBA") == "remembered"
+    ((_, again_w, capped),) = LiveRecall.load(PicksFile("live", ["g1", "g2"])).games.values()
+    assert capped and len(again_w) == 400
 
 
 def test_save_keeps_the_pick_with_the_screens_and_a_model_ending_forgets_it(tmp_path: Path,
